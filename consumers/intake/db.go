@@ -1,0 +1,89 @@
+package intake
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+
+	_ "modernc.org/sqlite" // pure-Go SQLite: `go run` needs no C toolchain
+)
+
+// DB is the intake database.
+type DB struct {
+	sql *sql.DB
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS usage_index (
+	account_id   TEXT NOT NULL,
+	usage_id     TEXT NOT NULL,
+	content_hash TEXT NOT NULL,
+	amount       TEXT NOT NULL,
+	position     INTEGER NOT NULL,
+	PRIMARY KEY (account_id, usage_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoint (
+	name     TEXT PRIMARY KEY,
+	position INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rejections (
+	rejection_id TEXT PRIMARY KEY,
+	seq          INTEGER NOT NULL UNIQUE,
+	received_at  TEXT NOT NULL,
+	subject      TEXT NOT NULL,
+	account_id   TEXT NOT NULL,
+	reason       TEXT NOT NULL,
+	message      TEXT NOT NULL,
+	payload      BLOB NOT NULL,
+	status       TEXT NOT NULL,
+	updated_at   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rejections_account ON rejections (account_id, seq);
+`
+
+// Open opens (creating if needed) the intake database at path.
+func Open(path string) (*DB, error) {
+	q := url.Values{}
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open intake db %s: %w", path, err)
+	}
+	// One connection: SQLite has one writer anyway, and it keeps the WAL pragmas simple.
+	db.SetMaxOpenConns(1)
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("create intake schema %s: %w", path, err)
+	}
+	return &DB{sql: db}, nil
+}
+
+// Close closes the database.
+func (db *DB) Close() error { return db.sql.Close() }
+
+// Checkpoint is the ledger position up to which every usage is known to be indexed.
+func (db *DB) Checkpoint(ctx context.Context) (uint64, error) {
+	var p uint64
+	err := db.sql.QueryRowContext(ctx, `SELECT position FROM checkpoint WHERE name = 'usage_index'`).Scan(&p)
+	if err == sql.ErrNoRows {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read usage index checkpoint: %w", err)
+	}
+	return p, nil
+}
+
+// SetCheckpoint records that every usage up to position is indexed.
+func (db *DB) SetCheckpoint(ctx context.Context, position uint64) error {
+	_, err := db.sql.ExecContext(ctx, `INSERT INTO checkpoint (name, position) VALUES ('usage_index', ?)
+		ON CONFLICT (name) DO UPDATE SET position = excluded.position`, position)
+	if err != nil {
+		return fmt.Errorf("write usage index checkpoint: %w", err)
+	}
+	return nil
+}

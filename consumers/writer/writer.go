@@ -1,0 +1,329 @@
+package writer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shopspring/decimal"
+	"go.uber.org/zap"
+
+	"github.com/telephony/creditledger/consumers/intake"
+	"github.com/telephony/creditledger/events"
+	"github.com/telephony/creditledger/ledger"
+)
+
+// Options tune a Writer.
+type Options struct {
+	// Now reads the clock. Default time.Now.
+	Now func() time.Time
+	// ConflictRetriesMax is how often a command is decided again after losing a race for
+	// the stream version. Default 10.
+	ConflictRetriesMax int
+	// UsageCacheEntriesMax bounds the in-memory cache of charged usage ids. Default 1<<20.
+	UsageCacheEntriesMax int
+}
+
+func (o Options) withDefaults() Options {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.ConflictRetriesMax <= 0 {
+		o.ConflictRetriesMax = 10
+	}
+	if o.UsageCacheEntriesMax <= 0 {
+		o.UsageCacheEntriesMax = 1 << 20
+	}
+	return o
+}
+
+// Writer is the command side. Create it with New, call Load once, then use it from any
+// number of goroutines.
+type Writer struct {
+	store events.Store
+	index *intake.DB
+	log   *zap.Logger
+	opts  Options
+	cache *usageCache
+
+	mu       sync.RWMutex
+	accounts map[string]*account
+	// onAppend observers see every event this writer appended, after it is durable.
+	onAppend []func([]events.Envelope)
+}
+
+// account is one account's state and the lock that serialises its commands.
+type account struct {
+	mu    sync.Mutex
+	state *ledger.Account
+	// view is what readers (call authorization) see without taking mu.
+	view atomic.Pointer[View]
+}
+
+// View is the part of an account that call authorization and dashboards read on the hot
+// path; it is replaced as a whole after every change.
+type View struct {
+	Opened              bool
+	Currency            string
+	Balance             decimal.Decimal
+	LowBalanceThreshold decimal.Decimal
+	Version             uint64
+}
+
+// New returns a Writer over store and index.
+func New(store events.Store, index *intake.DB, log *zap.Logger, opts Options) *Writer {
+	opts = opts.withDefaults()
+	return &Writer{
+		store: store, index: index, log: log, opts: opts,
+		cache:    newUsageCache(opts.UsageCacheEntriesMax),
+		accounts: make(map[string]*account),
+	}
+}
+
+// OnAppend registers fn to be called with the events this writer appended (after they
+// are durable, in stream order per account). fn must be quick and must not call the Writer.
+func (w *Writer) OnAppend(fn func([]events.Envelope)) { w.onAppend = append(w.onAppend, fn) }
+
+// indexFlushSize bounds the usage index rows written per transaction while loading.
+const indexFlushSize = 2000
+
+// Load rebuilds every account's state from the store and heals the usage index: every
+// usage appended after the index's checkpoint (for example just before a crash) is indexed
+// again before any new usage is accepted.
+func (w *Writer) Load(ctx context.Context) error {
+	indexed, err := w.index.Checkpoint(ctx)
+	if err != nil {
+		return err
+	}
+	var toIndex []intake.IndexedUsage
+	var last uint64
+	err = w.store.ReadAll(ctx, 0, func(e events.Envelope) error {
+		acc := w.accountFor(e.AccountID, true)
+		if e.Version != acc.state.Version+1 {
+			return fmt.Errorf("stream %s: event %s has version %d after version %d", e.AccountID, e.ID, e.Version, acc.state.Version)
+		}
+		ledger.Evolve(acc.state, e)
+		last = e.Position
+		if u, ok := e.Data.(events.UsageCharged); ok && e.Position > indexed {
+			toIndex = append(toIndex, indexEntry(e, u))
+			if len(toIndex) >= indexFlushSize {
+				err := w.index.PutUsages(ctx, toIndex)
+				toIndex = toIndex[:0]
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load accounts: %w", err)
+	}
+	if err := w.index.PutUsages(ctx, toIndex); err != nil {
+		return err
+	}
+	w.mu.RLock()
+	for _, acc := range w.accounts {
+		acc.publishView()
+	}
+	n := len(w.accounts)
+	w.mu.RUnlock()
+	w.log.Info("accounts loaded", zap.Int("accounts", n), zap.Uint64("position", last), zap.Uint64("usage_index_from", indexed))
+	if last > indexed {
+		return w.index.SetCheckpoint(ctx, last)
+	}
+	return nil
+}
+
+// accountFor returns the account entry, creating an empty one when create is set.
+func (w *Writer) accountFor(id string, create bool) *account {
+	w.mu.RLock()
+	acc := w.accounts[id]
+	w.mu.RUnlock()
+	if acc != nil || !create {
+		return acc
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if acc = w.accounts[id]; acc == nil {
+		acc = &account{state: ledger.NewAccount(id)}
+		w.accounts[id] = acc
+	}
+	return acc
+}
+
+// forgetIfUnopened drops an entry created for an account that was never opened, so that
+// failed opens leave nothing behind.
+func (w *Writer) forgetIfUnopened(id string, acc *account) {
+	if acc.state.Opened {
+		return
+	}
+	w.mu.Lock()
+	if w.accounts[id] == acc {
+		delete(w.accounts, id)
+	}
+	w.mu.Unlock()
+}
+
+func (a *account) publishView() {
+	s := a.state
+	a.view.Store(&View{Opened: s.Opened, Currency: s.Currency, Balance: s.Balance, LowBalanceThreshold: s.LowBalanceThreshold, Version: s.Version})
+}
+
+// View returns the current view of an account without waiting for its commands.
+func (w *Writer) View(id string) (View, bool) {
+	acc := w.accountFor(id, false)
+	if acc == nil {
+		return View{}, false
+	}
+	v := acc.view.Load()
+	if v == nil || !v.Opened {
+		return View{}, false
+	}
+	return *v, true
+}
+
+// Account returns a deep copy of an account's state.
+func (w *Writer) Account(id string) (*ledger.Account, bool) {
+	acc := w.accountFor(id, false)
+	if acc == nil {
+		return nil, false
+	}
+	acc.mu.Lock()
+	defer acc.mu.Unlock()
+	if !acc.state.Opened {
+		return nil, false
+	}
+	return acc.state.Clone(), true
+}
+
+// AccountIDs lists every opened account (for the process managers' start-up scan).
+func (w *Writer) AccountIDs() []string {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	ids := make([]string, 0, len(w.accounts))
+	for id := range w.accounts {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// Authorize answers whether a call may connect, from the in-memory state.
+func (w *Writer) Authorize(r ledger.AuthorizeRequest) ledger.AuthorizeDecision {
+	v, ok := w.View(r.AccountID)
+	return ledger.Authorize(r, ok, v.Balance, v.LowBalanceThreshold)
+}
+
+// Execute decides cmd on the account and appends the resulting events. It returns the
+// appended events: none when the command was an idempotent repeat or had nothing to do.
+func (w *Writer) Execute(ctx context.Context, accountID string, cmd ledger.Command) ([]events.Envelope, error) {
+	_, opening := cmd.(ledger.OpenAccount)
+	acc := w.accountFor(accountID, opening)
+	if acc == nil {
+		return nil, ledger.Errorf(ledger.ENOTFOUND, "account_not_found", "account %q does not exist", accountID)
+	}
+	acc.mu.Lock()
+	defer acc.mu.Unlock()
+	if opening {
+		defer w.forgetIfUnopened(accountID, acc)
+	}
+	for attempt := 0; ; attempt++ {
+		if err := w.completeCommand(ctx, accountID, &cmd); err != nil {
+			return nil, err
+		}
+		evs, err := ledger.Decide(acc.state, cmd, w.opts.Now())
+		if err != nil || len(evs) == 0 {
+			return nil, err
+		}
+		err = w.store.Append(ctx, evs)[0]
+		if err == nil {
+			w.applyAppended(ctx, acc, evs)
+			return evs, nil
+		}
+		if !errors.Is(err, events.ErrConflict) || attempt >= w.opts.ConflictRetriesMax {
+			return nil, fmt.Errorf("append to %s: %w", accountID, err)
+		}
+		if err := w.reload(ctx, acc); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// completeCommand adds what a command needs from outside the account state: the charged
+// amount of the usage an adjustment refers to.
+func (w *Writer) completeCommand(ctx context.Context, accountID string, cmd *ledger.Command) error {
+	adj, ok := (*cmd).(ledger.ApplyAdjustment)
+	if !ok || adj.Adjustment.UsageID == "" {
+		return nil
+	}
+	key := intake.UsageKey{AccountID: accountID, UsageID: adj.Adjustment.UsageID}
+	found, err := w.index.LookupUsages(ctx, []intake.UsageKey{key})
+	if err != nil {
+		return err
+	}
+	adj.UsageAmount = nil
+	if u, ok := found[key]; ok {
+		amount := u.Amount
+		adj.UsageAmount = &amount
+	}
+	*cmd = adj
+	return nil
+}
+
+// applyAppended moves the in-memory state past durable events, indexes their usages and
+// tells the observers. The caller holds acc.mu.
+func (w *Writer) applyAppended(ctx context.Context, acc *account, evs []events.Envelope) {
+	var usages []intake.IndexedUsage
+	for _, e := range evs {
+		ledger.Evolve(acc.state, e)
+		if u, ok := e.Data.(events.UsageCharged); ok {
+			usages = append(usages, indexEntry(e, u))
+		}
+	}
+	acc.publishView()
+	w.indexUsages(ctx, usages)
+	for _, fn := range w.onAppend {
+		fn(evs)
+	}
+}
+
+// indexUsages records charged usages in the cache and the durable index. A failure to
+// write the index is logged, not returned: the events are durable, and Load re-indexes
+// them from the stream after a restart.
+func (w *Writer) indexUsages(ctx context.Context, usages []intake.IndexedUsage) {
+	for _, u := range usages {
+		w.cache.put(u.UsageKey, u.ContentHash)
+	}
+	if err := w.index.PutUsages(ctx, usages); err != nil {
+		w.log.Error("usage index write failed; it heals on restart", zap.Error(err), zap.Int("usages", len(usages)))
+	}
+}
+
+// reload reads the events another writer appended to the account since our version.
+// The caller holds acc.mu.
+func (w *Writer) reload(ctx context.Context, acc *account) error {
+	evs, err := w.store.ReadStream(ctx, acc.state.ID, acc.state.Version)
+	if err != nil {
+		return fmt.Errorf("reload %s: %w", acc.state.ID, err)
+	}
+	var usages []intake.IndexedUsage
+	for _, e := range evs {
+		ledger.Evolve(acc.state, e)
+		if u, ok := e.Data.(events.UsageCharged); ok {
+			usages = append(usages, indexEntry(e, u))
+		}
+	}
+	acc.publishView()
+	w.indexUsages(ctx, usages)
+	return nil
+}
+
+func indexEntry(e events.Envelope, u events.UsageCharged) intake.IndexedUsage {
+	return intake.IndexedUsage{
+		UsageKey:    intake.UsageKey{AccountID: e.AccountID, UsageID: u.UsageID},
+		ContentHash: u.ContentHash, Amount: u.Amount, Position: e.Position,
+	}
+}
