@@ -1,0 +1,246 @@
+package projections
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+)
+
+// busyTimeout is how long a statement waits for another connection's lock before failing
+// with SQLITE_BUSY. Writers hold the lock for one batch (milliseconds); only the swap at the
+// end of a Rebuild holds it longer, and the Projector retries after a busy failure anyway.
+const busyTimeout = 10 * time.Second
+
+// readConnsMax bounds the read connections of one DB: the machine has 2 cores, and SQLite
+// readers in WAL mode do not block each other, so a few are enough to serve the HTTP API
+// while an export streams.
+const readConnsMax = 4
+
+// schemaVersion is stored in PRAGMA user_version; Open refuses a file written by a newer one.
+const schemaVersion = 1
+
+// schema creates the read-model tables. Money is TEXT holding the exact decimal; units is
+// the movement amount in ten-thousandths as an INTEGER so that SQL can sum it exactly (NULL
+// when it does not fit, and summaries then fall back to summing decimals in Go). Times are
+// INTEGER Unix nanoseconds in UTC. Tables are WITHOUT ROWID so that the primary key is the
+// clustered order: movements of one account lie together in version order, which is what
+// pagination, the CSV export and the summary scan. There is no other index: each one costs
+// every insert (see the measurement in summary.go).
+const schema = `
+CREATE TABLE IF NOT EXISTS checkpoint (
+	id       INTEGER PRIMARY KEY CHECK (id = 1),
+	position INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO checkpoint (id, position) VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS accounts (
+	account_id            TEXT    NOT NULL PRIMARY KEY,
+	currency              TEXT    NOT NULL,
+	balance               TEXT    NOT NULL,
+	low_balance_threshold TEXT    NOT NULL,
+	alert                 TEXT    NOT NULL,
+	alert_since           INTEGER,
+	auto_enabled          INTEGER NOT NULL,
+	auto_threshold        TEXT    NOT NULL,
+	auto_amount           TEXT    NOT NULL,
+	auto_suspended        INTEGER NOT NULL,
+	auto_last_failure     TEXT    NOT NULL,
+	pending_top_up_id     TEXT    NOT NULL,
+	pending_kind          TEXT    NOT NULL,
+	version               INTEGER NOT NULL,
+	updated_at            INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS movements (
+	account_id    TEXT    NOT NULL,
+	version       INTEGER NOT NULL,
+	event_id      TEXT    NOT NULL,
+	occurred_at   INTEGER,
+	recorded_at   INTEGER,
+	type          TEXT    NOT NULL,
+	cause         TEXT    NOT NULL,
+	user_id       TEXT    NOT NULL,
+	reference     TEXT    NOT NULL,
+	description   TEXT    NOT NULL,
+	amount        TEXT    NOT NULL,
+	units         INTEGER,
+	balance_after TEXT    NOT NULL,
+	currency      TEXT    NOT NULL,
+	PRIMARY KEY (account_id, version)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS top_ups (
+	account_id     TEXT    NOT NULL,
+	top_up_id      TEXT    NOT NULL,
+	kind           TEXT    NOT NULL,
+	amount         TEXT    NOT NULL,
+	state          TEXT    NOT NULL,
+	attempts       INTEGER NOT NULL,
+	failure_reason TEXT    NOT NULL,
+	requested_at   INTEGER,
+	completed_at   INTEGER,
+	version        INTEGER NOT NULL,
+	PRIMARY KEY (account_id, top_up_id)
+) WITHOUT ROWID;
+`
+
+// DB is the read-model store: one SQLite file in WAL mode. One process writes it (the
+// Projector in ledgerd, or Rebuild); any number read it, also from other processes.
+type DB struct {
+	path string
+	// w is the single writing connection (nil when read-only). SQLite has one writer at a
+	// time anyway; one connection keeps the prepared statements hot and makes transactions
+	// in this process queue in Go instead of spinning on SQLITE_BUSY.
+	w *sql.DB
+	// r serves queries. Its connections are query-only, so no read can take the write lock.
+	r *sql.DB
+	// stmts are the writer's prepared statements.
+	stmts *writeStmts
+}
+
+// Open opens (creating if needed) the read-model database at path for reading and writing,
+// in WAL mode. The file normally lives at {data-dir}/readmodels.db.
+func Open(path string) (*DB, error) {
+	// _txlock=immediate: a write transaction takes the lock when it begins, so it never
+	// fails half-way when upgrading a read lock (SQLITE_BUSY_SNAPSHOT). synchronous=NORMAL
+	// in WAL mode survives a process crash; a power cut may lose the last batches, which
+	// the Projector simply re-applies from its checkpoint.
+	w, err := openPool(path, "_txlock=immediate&_journal_mode=WAL&_synchronous=NORMAL", 1)
+	if err != nil {
+		return nil, err
+	}
+	db := &DB{path: path, w: w}
+	if err := db.migrate(); err != nil {
+		w.Close()
+		return nil, err
+	}
+	if db.r, err = openPool(path, "_query_only=1", readConnsMax); err != nil {
+		w.Close()
+		return nil, err
+	}
+	if db.stmts, err = prepareWrites(w); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// OpenReadOnly opens an existing read-model database for queries only: the auditor CLI uses
+// it while ledgerd writes the same file (WAL lets readers and the writer work at once).
+func OpenReadOnly(path string) (*DB, error) {
+	r, err := openPool(path, "mode=ro", readConnsMax)
+	if err != nil {
+		return nil, err
+	}
+	db := &DB{path: path, r: r}
+	var v int
+	if err := r.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("open read models %s: %w", path, err)
+	}
+	if v != schemaVersion {
+		r.Close()
+		return nil, fmt.Errorf("open read models %s: schema version %d, want %d (run ledgerctl rebuild?)", path, v, schemaVersion)
+	}
+	return db, nil
+}
+
+// openPool opens a connection pool on path with the given DSN parameters and checks that
+// the file can be read.
+func openPool(path, params string, connsMax int) (*sql.DB, error) {
+	dsn := fmt.Sprintf("file:%s?_busy_timeout=%d&%s", escapePath(path), busyTimeout.Milliseconds(), params)
+	p, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open read models %s: %w", path, err)
+	}
+	p.SetMaxOpenConns(connsMax)
+	p.SetMaxIdleConns(connsMax)
+	if err := p.Ping(); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("open read models %s: %w", path, err)
+	}
+	return p, nil
+}
+
+// escapePath makes a file path safe inside a "file:" URI, where '?' starts the parameters,
+// '#' a fragment and '%' an escape.
+func escapePath(path string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+}
+
+// migrate creates the schema, or checks that an existing file has the current one.
+func (db *DB) migrate() error {
+	var v int
+	if err := db.w.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("read schema version of %s: %w", db.path, err)
+	}
+	if v > schemaVersion {
+		return fmt.Errorf("read models %s have schema version %d, newer than this program's %d", db.path, v, schemaVersion)
+	}
+	if _, err := db.w.Exec(schema); err != nil {
+		return fmt.Errorf("create read-model schema in %s: %w", db.path, err)
+	}
+	if _, err := db.w.Exec(fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
+		return fmt.Errorf("set schema version of %s: %w", db.path, err)
+	}
+	return nil
+}
+
+// Path is the file the DB was opened on.
+func (db *DB) Path() string { return db.path }
+
+// Close closes the database. The last connection to close checkpoints the WAL into the
+// main file.
+func (db *DB) Close() error {
+	var errs []error
+	if db.stmts != nil {
+		errs = append(errs, db.stmts.close())
+	}
+	if db.r != nil {
+		errs = append(errs, db.r.Close())
+	}
+	if db.w != nil {
+		errs = append(errs, db.w.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Checkpoint is the store Position of the last event applied (0 for an empty read model).
+func (db *DB) Checkpoint(ctx context.Context) (uint64, error) {
+	return readCheckpoint(ctx, db.r)
+}
+
+// queryer is what both *sql.DB and *sql.Tx offer for reads.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func readCheckpoint(ctx context.Context, q queryer) (uint64, error) {
+	var p int64
+	if err := q.QueryRowContext(ctx, "SELECT position FROM checkpoint WHERE id = 1").Scan(&p); err != nil {
+		return 0, fmt.Errorf("read checkpoint: %w", err)
+	}
+	return uint64(p), nil
+}
+
+// errReadOnly is returned by writes on a DB opened with OpenReadOnly.
+var errReadOnly = errors.New("read models opened read-only")
+
+// nanos stores a time as Unix nanoseconds; the zero time is NULL.
+func nanos(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixNano()
+}
+
+// fromNanos reads a time stored by nanos, in UTC.
+func fromNanos(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.Unix(0, n.Int64).UTC()
+}
