@@ -58,8 +58,10 @@ func checkBatch(evs []events.Envelope, b batch) error {
 }
 
 // Append implements events.Store. The events of one account are one atomic
-// AppendToStream with the expected revision of the first; different accounts are written
-// concurrently, at most Options.AppendConcurrencyMax at a time.
+// AppendToStream with the expected revision of the first (several consecutive ones, each
+// atomic, when they exceed Options.AppendBytesMax; an event after a failed one then fails
+// too, wrapping that error); different accounts are written concurrently, at most
+// Options.AppendConcurrencyMax at a time.
 func (s *Store) Append(ctx context.Context, evs []events.Envelope) []error {
 	errs := make([]error, len(evs))
 	if len(evs) == 0 {
@@ -116,17 +118,66 @@ func (s *Store) appendBatch(ctx context.Context, evs []events.Envelope, b batch,
 		}
 		data[k] = d
 	}
+	// One AppendToStream per chunk; a batch is one chunk unless it is larger than the
+	// server takes in one append.
+	for _, c := range chunks(data, s.opts.AppendBytesMax) {
+		idx := b.idx[c.from:c.to]
+		if err := s.appendRun(ctx, stream, evs, idx, data[c.from:c.to], errs); err != nil {
+			rest := b.idx[c.to:]
+			if len(rest) > 0 {
+				fail(rest, fmt.Errorf("append %s from version %d: not attempted because version %d failed: %w",
+					stream, evs[rest[0]].Version, evs[idx[0]].Version, err))
+			}
+			return
+		}
+	}
+}
 
+// span is a chunk of a batch: data[from:to].
+type span struct{ from, to int }
+
+// eventOverheadBytes estimates what an event adds to an append request besides its data
+// and metadata (id, type, content type, framing), so chunks stay below the server's
+// limit with a margin.
+const eventOverheadBytes = 256
+
+// chunks splits the events of one account into runs of at most bytesMax estimated bytes
+// (at least one event each). EventStoreDB refuses an append larger than its
+// MaxAppendSize (1 MiB by default) as a whole, so a large ingest batch is written as
+// several consecutive appends, each checked against the revision the previous one left.
+func chunks(data []esdb.EventData, bytesMax int) []span {
+	var out []span
+	from, size := 0, 0
+	for i, d := range data {
+		n := len(d.Data) + len(d.Metadata) + len(d.EventType) + eventOverheadBytes
+		if i > from && size+n > bytesMax {
+			out = append(out, span{from, i})
+			from, size = i, 0
+		}
+		size += n
+	}
+	return append(out, span{from, len(data)})
+}
+
+// appendRun writes consecutive events of one stream in one atomic append and records,
+// for each, its position or its error. It returns the error of the run, nil when every
+// event of it is in the stream.
+func (s *Store) appendRun(ctx context.Context, stream string, evs []events.Envelope, idx []int, data []esdb.EventData, errs []error) error {
+	fail := func(idx []int, err error) error {
+		for _, i := range idx {
+			errs[i] = err
+		}
+		return err
+	}
 	// pending are the events not yet known to be in the stream. Each round either ends
 	// or confirms at least one of them, so the loop ends.
-	pending, pendingData := b.idx, data
+	pending, pendingData := idx, data
 	for len(pending) > 0 {
 		first := evs[pending[0]].Version
 		op := fmt.Sprintf("append %s version %d", stream, first)
 		expected, err := expectedRevision(first)
 		if err != nil {
-			fail(pending, fmt.Errorf("%s: %w", op, err))
-			return
+			return fail(pending, fmt.Errorf("%s: %w", op, err))
 		}
 		var res *esdb.WriteResult
 		err = s.call(func(c conn) error {
@@ -139,20 +190,18 @@ func (s *Store) appendBatch(ctx context.Context, evs []events.Envelope, b batch,
 				if pos, ok := positionOf(esdb.Position{Commit: res.CommitPosition}); ok {
 					evs[pending[0]].Position = pos
 					errs[pending[0]] = nil
-					return
+					return nil
 				}
 			}
 			// Several events (the result holds only the last one's position) or an
 			// idempotent success (no position at all): read the positions back.
 			if err := s.fillPositions(ctx, stream, evs, pending); err != nil {
-				fail(pending, fmt.Errorf("%s: written, but reading back its positions failed (retrying the append is safe): %w", op, err))
-				return
+				return fail(pending, fmt.Errorf("%s: written, but reading back its positions failed (retrying the append is safe): %w", op, err))
 			}
-			return
+			return nil
 		}
 		if !hasCode(err, esdb.ErrorCodeWrongExpectedVersion) {
-			fail(pending, mapError(ctx, op, err))
-			return
+			return fail(pending, mapError(ctx, op, err))
 		}
 		// The stream is not where we expected. EventStoreDB answers a retry whose events
 		// are all already there with success, but not one that only partly landed (an
@@ -161,14 +210,14 @@ func (s *Store) appendBatch(ctx context.Context, evs []events.Envelope, b batch,
 		if rerr != nil || landed == 0 {
 			// Another writer got there first (or we cannot tell): a conflict is the safe
 			// answer, since the caller reloads the stream and sees whatever is there.
-			fail(pending, mapError(ctx, op, err))
-			return
+			return fail(pending, mapError(ctx, op, err))
 		}
 		for _, i := range pending[:landed] {
 			errs[i] = nil
 		}
 		pending, pendingData = pending[landed:], pendingData[landed:]
 	}
+	return nil
 }
 
 // fillPositions reads the events at the versions of idx (all of them known to be in the

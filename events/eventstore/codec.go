@@ -150,14 +150,3 @@ func positionOf(p esdb.Position) (uint64, bool) {
 	}
 	return p.Commit, true
 }
-
-// allFrom is where a read or a subscription of $all starts so that it sees the events
-// after position `after`. Subscriptions start exclusively, reads inclusively (ReadAll
-// skips the event at `after` itself). Prepare equals commit for every event we write, so
-// the pair is exact.
-func allFrom(after uint64) esdb.AllPosition {
-	if after == 0 {
-		return esdb.Start{}
-	}
-	return esdb.Position{Commit: after, Prepare: after}
-}

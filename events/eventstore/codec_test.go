@@ -301,15 +301,6 @@ func TestPositionOf(t *testing.T) {
 	}
 }
 
-func TestAllFrom(t *testing.T) {
-	if _, ok := allFrom(0).(esdb.Start); !ok {
-		t.Errorf("allFrom(0) = %#v, want Start", allFrom(0))
-	}
-	if got := allFrom(1788); got != (esdb.Position{Commit: 1788, Prepare: 1788}) {
-		t.Errorf("allFrom(1788) = %#v", got)
-	}
-}
-
 func TestIsAccountEvent(t *testing.T) {
 	tests := []struct {
 		stream, typ string

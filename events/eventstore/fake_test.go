@@ -57,6 +57,20 @@ func (db *memDB) write(stream string, evs ...esdb.EventData) uint64 {
 	return db.log[len(db.log)-1].Position.Commit
 }
 
+// validPosition tells whether a read or subscription may start at p: the position of a
+// record, or the end of the log. db.mu must be held.
+func (db *memDB) validPosition(p esdb.Position) bool {
+	if p.Commit == db.nextPos {
+		return true
+	}
+	for _, r := range db.log {
+		if r.Position == p {
+			return true
+		}
+	}
+	return false
+}
+
 // addSystem writes an event of EventStoreDB's own, which readers of $all must skip.
 func (db *memDB) addSystem(stream, typ string) {
 	db.mu.Lock()
@@ -162,6 +176,10 @@ func (c *fakeConn) readAll(ctx context.Context, opts esdb.ReadAllOptions, count 
 	db := c.db
 	db.mu.Lock()
 	defer db.mu.Unlock()
+	if p, ok := opts.From.(esdb.Position); ok && !db.validPosition(p) {
+		// What EventStoreDB does when asked to start inside a record.
+		return &sliceReader{err: codeErr{esdb.ErrorCodeUnknown}}, nil
+	}
 	var out []*esdb.RecordedEvent
 	if opts.Direction == esdb.Backwards {
 		for i := len(db.log) - 1; i >= 0 && uint64(len(out)) < count; i-- {
@@ -193,6 +211,9 @@ func (c *fakeConn) subscribeToAll(ctx context.Context, opts esdb.SubscribeToAllO
 	defer db.mu.Unlock()
 	if err, _ := pop(&db.failSubscribe); err != nil {
 		return nil, err
+	}
+	if p, ok := opts.From.(esdb.Position); ok && !db.validPosition(p) {
+		return nil, errors.New("failed to perform read. Reason: unexpected ReadAllResult.Error")
 	}
 	sub := &fakeSub{db: db, filter: opts.Filter, dropAfter: -1}
 	if p, ok := opts.From.(esdb.Position); ok {

@@ -93,7 +93,8 @@ func TestResubscribeDelay(t *testing.T) {
 
 func TestOptionsDefaults(t *testing.T) {
 	got := Options{}.withDefaults()
-	want := Options{AppendConcurrencyMax: 16, ResubscribeDelayBase: 100 * time.Millisecond, ResubscribeDelayMax: 10 * time.Second, CloseWaitMax: 5 * time.Second}
+	want := Options{AppendConcurrencyMax: 16, ResubscribeDelayBase: 100 * time.Millisecond, ResubscribeDelayMax: 10 * time.Second,
+		CloseWaitMax: 5 * time.Second, AppendBytesMax: 512 << 10}
 	if got != want {
 		t.Errorf("defaults %+v, want %+v", got, want)
 	}
@@ -638,4 +639,134 @@ func TestCloseEndsOperations(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close = %v", err)
 	}
+}
+
+func TestReadAllAndSubscribeFromPositionsBetweenEvents(t *testing.T) {
+	// EventStoreDB cannot start a read inside a record (the fake refuses it like the
+	// server does); a caller may still pass any position, such as "just before event k".
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, b := newFakeStore(t, Options{})
+	want := writeMixed(t, s, b.db)
+	for k := range want {
+		for _, after := range []uint64{want[k].Position - 1, want[k].Position + 1} {
+			got := collect(t, s, after)
+			var exp []events.Envelope
+			for _, e := range want {
+				if e.Position > after {
+					exp = append(exp, e)
+				}
+			}
+			samePositions(t, got, exp)
+
+			rec := newSubscriber()
+			subCtx, stop := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- s.Subscribe(subCtx, after, rec.fn) }()
+			if len(exp) > 0 {
+				samePositions(t, rec.waitFor(t, len(exp)), exp)
+			}
+			stop()
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Fatalf("Subscribe after %d: %v", after, err)
+			}
+			rec.mu.Lock()
+			n := len(rec.got)
+			rec.mu.Unlock()
+			if n != len(exp) {
+				t.Fatalf("Subscribe after %d delivered %d events, want %d", after, n, len(exp))
+			}
+		}
+	}
+	// Beyond the end of the log (a checkpoint of a database that was reset): nothing now,
+	// and later events only once they pass it.
+	beyond := b.db.nextPos + 10_000
+	if got := collect(t, s, beyond); len(got) != 0 {
+		t.Errorf("ReadAll beyond the end: %d events", len(got))
+	}
+	rec := newSubscriber()
+	done := make(chan error, 1)
+	go func() { done <- s.Subscribe(ctx, beyond, rec.fn) }()
+	noErrors(t, s.Append(ctx, []events.Envelope{opened("late1")}))
+	b.db.mu.Lock()
+	b.db.nextPos = beyond + 1 // the log grows past the checkpoint
+	b.db.mu.Unlock()
+	late := []events.Envelope{opened("late2")}
+	noErrors(t, s.Append(ctx, late))
+	samePositions(t, rec.waitFor(t, 1), late)
+	cancel()
+	<-done
+}
+
+func TestChunks(t *testing.T) {
+	ev := func(n int) esdb.EventData { return esdb.EventData{Data: make([]byte, n)} }
+	size := func(n int) int { return n + eventOverheadBytes }
+	tests := []struct {
+		name string
+		give []esdb.EventData
+		max  int
+		want []span
+	}{
+		{"one", []esdb.EventData{ev(10)}, 1000, []span{{0, 1}}},
+		{"all fit", []esdb.EventData{ev(10), ev(10), ev(10)}, 3 * size(10), []span{{0, 3}}},
+		{"split", []esdb.EventData{ev(10), ev(10), ev(10)}, 2 * size(10), []span{{0, 2}, {2, 3}}},
+		{"one per chunk", []esdb.EventData{ev(10), ev(10)}, size(10), []span{{0, 1}, {1, 2}}},
+		{"oversized event alone", []esdb.EventData{ev(10), ev(5000), ev(10)}, 1000, []span{{0, 1}, {1, 2}, {2, 3}}},
+	}
+	for _, tt := range tests {
+		if got := chunks(tt.give, tt.max); fmt.Sprint(got) != fmt.Sprint(tt.want) {
+			t.Errorf("%s: chunks = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestAppendLargeBatchInChunks(t *testing.T) {
+	ctx := context.Background()
+	s, b := newFakeStore(t, Options{AppendBytesMax: 2000})
+	evs := []events.Envelope{opened("big")}
+	for v := uint64(2); v <= 40; v++ {
+		evs = append(evs, usage("big", v, fmt.Sprintf("u%d", v)))
+	}
+	noErrors(t, s.Append(ctx, evs))
+	got, err := s.ReadStream(ctx, "big", 0)
+	if err != nil || len(got) != len(evs) {
+		t.Fatalf("ReadStream: %d events, %v", len(got), err)
+	}
+	for i := range evs {
+		if got[i].Position != evs[i].Position || got[i].ID != evs[i].ID {
+			t.Fatalf("event %d: %s@%d, want %s@%d", i, got[i].ID, got[i].Position, evs[i].ID, evs[i].Position)
+		}
+	}
+
+	// A failure in the middle: the chunks before it are in, the rest is reported.
+	more := []events.Envelope{}
+	for v := uint64(41); v <= 80; v++ {
+		more = append(more, usage("big", v, fmt.Sprintf("u%d", v)))
+	}
+	var written int
+	b.db.mu.Lock()
+	b.db.failAppend = []error{nil, codeErr{esdb.ErrorUnavailable}}
+	b.db.mu.Unlock()
+	errs := s.Append(ctx, more)
+	for i, err := range errs {
+		if err == nil {
+			written++
+			if more[i].Position == 0 {
+				t.Errorf("event %d succeeded without a position", i)
+			}
+			continue
+		}
+		if written == 0 || errors.Is(err, events.ErrConflict) {
+			t.Errorf("event %d: %v (after %d successes)", i, err, written)
+		}
+	}
+	if written == 0 || written == len(more) {
+		t.Fatalf("%d of %d events succeeded, want the first chunk only", written, len(more))
+	}
+	got, _ = s.ReadStream(ctx, "big", 40)
+	if len(got) != written {
+		t.Errorf("stream grew by %d events, %d reported written", len(got), written)
+	}
+	// Retrying the whole call finishes the job.
+	noErrors(t, s.Append(ctx, more))
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/EventStore/EventStore-Client-Go/v4/esdb"
+	"go.uber.org/zap"
 
 	"github.com/telephony/creditledger/events"
 )
@@ -74,10 +75,14 @@ func (s *Store) ReadAll(ctx context.Context, after uint64, fn func(events.Envelo
 		return nil
 	}
 	const op = "read $all"
+	from, err := s.startAfter(ctx, after)
+	if err != nil {
+		return err
+	}
 	var r eventReader
 	err = s.call(func(c conn) error {
 		var err error
-		r, err = c.readAll(ctx, esdb.ReadAllOptions{Direction: esdb.Forwards, From: allFrom(after)}, readCountMax)
+		r, err = c.readAll(ctx, esdb.ReadAllOptions{Direction: esdb.Forwards, From: from}, readCountMax)
 		return err
 	})
 	if err != nil {
@@ -115,6 +120,66 @@ func (s *Store) ReadAll(ctx context.Context, after uint64, fn func(events.Envelo
 				return nil
 			}
 			return err
+		}
+	}
+}
+
+// startAfter returns where a read or a subscription of $all must start to see every event
+// with position > after. EventStoreDB can only start at the position of a record: a read
+// from inside one fails ("log record ... has too large length"). The positions callers
+// keep are those of delivered events, so the fast path checks that `after` is one (one
+// small read). Otherwise (a position between events, or beyond the end of a log that was
+// reset) it scans $all back from the end to the last record at or before `after`; that
+// costs a read of the events after it, which is what the caller is about to read anyway.
+// The start found may lie before `after`: callers skip positions <= after.
+func (s *Store) startAfter(ctx context.Context, after uint64) (esdb.AllPosition, error) {
+	if after == 0 {
+		return esdb.Start{}, nil
+	}
+	exact := esdb.Position{Commit: after, Prepare: after}
+	var probe eventReader
+	err := s.call(func(c conn) error {
+		var err error
+		probe, err = c.readAll(ctx, esdb.ReadAllOptions{Direction: esdb.Forwards, From: exact}, 1)
+		return err
+	})
+	if err == nil {
+		ev, rerr := probe.Recv()
+		probe.Close()
+		if rerr == nil && ev != nil && ev.Event != nil && ev.Event.Position == exact {
+			return exact, nil
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("read $all: %w", ctx.Err())
+	}
+
+	const op = "locate position in $all"
+	var r eventReader
+	err = s.call(func(c conn) error {
+		var err error
+		r, err = c.readAll(ctx, esdb.ReadAllOptions{Direction: esdb.Backwards, From: esdb.End{}}, readCountMax)
+		return err
+	})
+	if err != nil {
+		return nil, mapError(ctx, op, err)
+	}
+	defer r.Close()
+	for {
+		ev, err := r.Recv()
+		if errors.Is(err, io.EOF) {
+			return esdb.Start{}, nil // `after` lies before the first record
+		}
+		if err != nil {
+			return nil, mapError(ctx, op, err)
+		}
+		if ev == nil || ev.Event == nil {
+			continue
+		}
+		if p := ev.Event.Position; p.Commit <= after {
+			s.log.Debug("eventstore: start position is not an event position; starting at the record before it",
+				zap.Uint64("after", after), zap.Uint64("start", p.Commit))
+			return p, nil
 		}
 	}
 }

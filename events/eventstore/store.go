@@ -49,6 +49,10 @@ type Options struct {
 	// CloseWaitMax bounds how long Close waits for in-flight operations to end after
 	// cancelling them. Default 5s.
 	CloseWaitMax time.Duration
+	// AppendBytesMax bounds the estimated size of one AppendToStream request. The events
+	// of one account beyond it go in further appends (see Append). Keep it below the
+	// server's MaxAppendSize (1 MiB by default). Default 512 KiB.
+	AppendBytesMax int
 }
 
 // Option defaults; see Options.
@@ -57,6 +61,7 @@ const (
 	resubscribeDelayBaseDefault = 100 * time.Millisecond
 	resubscribeDelayMaxDefault  = 10 * time.Second
 	closeWaitMaxDefault         = 5 * time.Second
+	appendBytesMaxDefault       = 512 << 10
 )
 
 // readCountMax is the count of a read that should run to the end of the stream. The
@@ -82,6 +87,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.CloseWaitMax <= 0 {
 		o.CloseWaitMax = closeWaitMaxDefault
+	}
+	if o.AppendBytesMax <= 0 {
+		o.AppendBytesMax = appendBytesMaxDefault
 	}
 	return o
 }

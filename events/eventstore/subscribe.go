@@ -35,10 +35,10 @@ func (s *Store) Subscribe(ctx context.Context, after uint64, fn func(events.Enve
 	}
 	defer end()
 
-	last := after
+	cur := cursor{last: after}
 	failures := 0
 	for {
-		progressed, done, err := s.subscribeOnce(ctx, &last, fn)
+		progressed, done, err := s.subscribeOnce(ctx, &cur, fn)
 		if done {
 			return err
 		}
@@ -48,7 +48,7 @@ func (s *Store) Subscribe(ctx context.Context, after uint64, fn func(events.Enve
 		delay := resubscribeDelay(s.opts.ResubscribeDelayBase, s.opts.ResubscribeDelayMax, failures)
 		failures++
 		s.log.Warn("eventstore: subscription to $all dropped; resubscribing",
-			zap.Error(err), zap.Uint64("after", last), zap.Duration("delay", delay), zap.Int("failures_in_a_row", failures))
+			zap.Error(err), zap.Uint64("after", cur.last), zap.Duration("delay", delay), zap.Int("failures_in_a_row", failures))
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
@@ -59,25 +59,42 @@ func (s *Store) Subscribe(ctx context.Context, after uint64, fn func(events.Enve
 	}
 }
 
-// subscribeOnce runs one subscription from *last until it drops or must end. It moves
-// *last to each event delivered. progressed tells whether the server answered at all
-// (which resets the backoff); done tells whether Subscribe must return err rather than
-// resubscribe.
-func (s *Store) subscribeOnce(ctx context.Context, last *uint64, fn func(events.Envelope) error) (progressed, done bool, err error) {
+// cursor is where a subscription stands: last is the position of the last event delivered
+// (or the caller's `after`), from the position to (re)subscribe from, nil until it has
+// been located (see startAfter).
+type cursor struct {
+	last uint64
+	from esdb.AllPosition
+}
+
+// subscribeOnce runs one subscription from cur until it drops or must end, moving cur to
+// each event delivered. progressed tells whether the server answered at all (which resets
+// the backoff); done tells whether Subscribe must return err rather than resubscribe.
+func (s *Store) subscribeOnce(ctx context.Context, cur *cursor, fn func(events.Envelope) error) (progressed, done bool, err error) {
+	stop := func(err error) (bool, bool, error) {
+		if ctx.Err() != nil {
+			return progressed, true, ctx.Err()
+		}
+		if !retryable(err) {
+			return progressed, true, mapError(ctx, "subscribe to $all", err)
+		}
+		return progressed, false, err
+	}
+	if cur.from == nil {
+		from, err := s.startAfter(ctx, cur.last)
+		if err != nil {
+			return stop(err)
+		}
+		cur.from = from
+	}
 	var sub subscription
 	err = s.call(func(c conn) error {
 		var err error
-		sub, err = c.subscribeToAll(ctx, esdb.SubscribeToAllOptions{From: allFrom(*last), Filter: accountFilter()})
+		sub, err = c.subscribeToAll(ctx, esdb.SubscribeToAllOptions{From: cur.from, Filter: accountFilter()})
 		return err
 	})
 	if err != nil {
-		if ctx.Err() != nil {
-			return false, true, ctx.Err()
-		}
-		if !retryable(err) {
-			return false, true, mapError(ctx, "subscribe to $all", err)
-		}
-		return false, false, err
+		return stop(err)
 	}
 	defer sub.Close()
 
@@ -105,7 +122,7 @@ func (s *Store) subscribeOnce(ctx context.Context, last *uint64, fn func(events.
 			if !ok {
 				return progressed, true, fmt.Errorf("subscribe to $all: event %s of %s has no position", rec.EventID, rec.StreamID)
 			}
-			if pos <= *last {
+			if pos <= cur.last {
 				continue // never deliver twice, whatever the server resends
 			}
 			env, err := fromRecorded(rec)
@@ -119,7 +136,7 @@ func (s *Store) subscribeOnce(ctx context.Context, last *uint64, fn func(events.
 				}
 				return progressed, true, err
 			}
-			*last = pos
+			cur.last, cur.from = pos, rec.Position
 		default:
 			// Checkpoints, caught-up and fell-behind notices: the server is alive.
 			progressed = true
