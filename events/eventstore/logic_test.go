@@ -678,6 +678,9 @@ func TestReadAllAndSubscribeFromPositionsBetweenEvents(t *testing.T) {
 			}
 		}
 	}
+	// Before the first record of the log.
+	samePositions(t, collect(t, s, 5), want)
+
 	// Beyond the end of the log (a checkpoint of a database that was reset): nothing now,
 	// and later events only once they pass it.
 	beyond := b.db.nextPos + 10_000

@@ -155,6 +155,25 @@ func (s *Store) startAfter(ctx context.Context, after uint64) (esdb.AllPosition,
 	}
 
 	const op = "locate position in $all"
+	// Before the first record (cheap to check, and the whole log to scan back otherwise).
+	var first eventReader
+	err = s.call(func(c conn) error {
+		var err error
+		first, err = c.readAll(ctx, esdb.ReadAllOptions{Direction: esdb.Forwards, From: esdb.Start{}}, 1)
+		return err
+	})
+	if err != nil {
+		return nil, mapError(ctx, op, err)
+	}
+	ev, err := first.Recv()
+	first.Close()
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, mapError(ctx, op, err)
+	}
+	if ev == nil || ev.Event == nil || after < ev.Event.Position.Commit {
+		return esdb.Start{}, nil
+	}
+
 	var r eventReader
 	err = s.call(func(c conn) error {
 		var err error

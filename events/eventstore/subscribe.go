@@ -47,7 +47,7 @@ func (s *Store) Subscribe(ctx context.Context, after uint64, fn func(events.Enve
 		}
 		delay := resubscribeDelay(s.opts.ResubscribeDelayBase, s.opts.ResubscribeDelayMax, failures)
 		failures++
-		s.log.Warn("eventstore: subscription to $all dropped; resubscribing",
+		s.log.Warn("eventstore: subscription to $all dropped or refused; resubscribing",
 			zap.Error(err), zap.Uint64("after", cur.last), zap.Duration("delay", delay), zap.Int("failures_in_a_row", failures))
 		t := time.NewTimer(delay)
 		select {
