@@ -144,4 +144,3 @@ func TestManagerRestartInTheMiddleOfAPayment(t *testing.T) {
 		t.Errorf("gateway saw: %v", problems)
 	}
 }
-

@@ -40,7 +40,10 @@ func TestWebhookMapsAnswers(t *testing.T) {
 		{name: "unknown status word", give: answer(200, `{"status":"maybe"}`), want: Result{Reason: ReasonGatewayUnavailable}},
 		{name: "body too large", give: answer(200, `{"status":"succeeded","payment_id":"`+strings.Repeat("x", 2000)+`"}`), want: Result{Reason: ReasonGatewayUnavailable}},
 		{name: "reason truncated", give: answer(402, `{"reason":"`+strings.Repeat("r", 300)+`"}`), want: Result{Reason: strings.Repeat("r", reasonLengthMax)}},
-		{name: "timeout", give: func(w http.ResponseWriter) { time.Sleep(300 * time.Millisecond); answer(200, `{"status":"succeeded","payment_id":"late"}`)(w) }, want: Result{Reason: ReasonGatewayUnavailable}},
+		{name: "timeout", give: func(w http.ResponseWriter) {
+			time.Sleep(300 * time.Millisecond)
+			answer(200, `{"status":"succeeded","payment_id":"late"}`)(w)
+		}, want: Result{Reason: ReasonGatewayUnavailable}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
