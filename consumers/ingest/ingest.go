@@ -27,6 +27,9 @@ type Options struct {
 	RetryDelay time.Duration
 	// Now reads the clock. Default time.Now.
 	Now func() time.Time
+	// Replicas is the USAGE stream's replication factor, as in EnsureUsageStream.
+	// Default 1; 3 on a NATS cluster.
+	Replicas int
 }
 
 func (o Options) withDefaults() Options {
@@ -82,7 +85,7 @@ type Message struct {
 
 // Run consumes until ctx ends; the batch in hand is finished first.
 func (c *Consumer) Run(ctx context.Context) error {
-	if _, err := EnsureUsageStream(ctx, c.js, 1); err != nil {
+	if _, err := EnsureUsageStream(ctx, c.js, c.opts.Replicas); err != nil {
 		return err
 	}
 	cons, err := c.js.CreateOrUpdateConsumer(ctx, UsageStream, jetstream.ConsumerConfig{
