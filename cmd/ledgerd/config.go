@@ -21,6 +21,10 @@ type config struct {
 	NATSURL            string
 	NATSUser           string
 	NATSPassword       string
+	NATSTLSCA          string
+	NATSTLSCert        string
+	NATSTLSKey         string
+	Replicas           int
 	JetStreamSync      string
 	Store              string
 	EventStoreURL      string
@@ -45,6 +49,9 @@ func parseConfig(args []string) (config, error) {
 	str(&c.NATSURL, "nats-url", "", "connect to this external NATS instead of embedding one")
 	str(&c.NATSUser, "nats-user", "", "NATS user name (embedded server: required from clients; external: used to connect)")
 	str(&c.NATSPassword, "nats-password", "", "NATS password, with --nats-user")
+	str(&c.NATSTLSCA, "nats-tls-ca", "", "external NATS: PEM file of the CA that signed the server's certificate (turns TLS on)")
+	str(&c.NATSTLSCert, "nats-tls-cert", "", "external NATS: PEM client certificate, with --nats-tls-key, for servers that verify clients")
+	str(&c.NATSTLSKey, "nats-tls-key", "", "external NATS: PEM private key of --nats-tls-cert")
 	str(&c.JetStreamSync, "jetstream-sync", "", `embedded JetStream fsync policy: "always", or an interval like "1s" (default: the server's 2m; a process crash loses nothing either way)`)
 	str(&c.Store, "store", "jetstream", "where the ledger's event streams live: jetstream or eventstore")
 	str(&c.EventStoreURL, "eventstore-url", "", "EventStoreDB connection string, e.g. esdb://127.0.0.1:2113?tls=false")
@@ -71,6 +78,7 @@ func parseConfig(args []string) (config, error) {
 	intFlag(&c.TopUpMaxAttempts, "top-up-max-attempts", 3, "payment attempts for one top-up before it is given up")
 	durFlag(&c.TopUpRetryBase, "top-up-retry-base", time.Minute, "delay before the 2nd payment attempt; doubles for each further attempt")
 	intFlag(&c.AutoTopUpDailyMax, "auto-top-up-daily-max", 10, "at most this many auto top-ups per account in any 24 h")
+	intFlag(&c.Replicas, "replicas", 1, "replicas of the LEDGER and USAGE streams: 3 on a NATS cluster (with --nats-url), 1 on one server")
 	durFlag(&c.ShutdownTimeoutMax, "shutdown-timeout", 8*time.Second, "how long a graceful stop may take")
 	if err != nil {
 		return c, err
@@ -100,6 +108,14 @@ func (c config) validate() error {
 		return errors.New("--top-up-retry-base must be positive")
 	case c.AutoTopUpDailyMax < 0:
 		return errors.New("--auto-top-up-daily-max must not be negative")
+	case c.Replicas < 1 || c.Replicas > 5:
+		return fmt.Errorf("--replicas must be 1..5 (JetStream's range), got %d", c.Replicas)
+	case c.Replicas > 1 && c.NATSURL == "":
+		return errors.New("--replicas above 1 needs --nats-url naming a NATS cluster: the embedded server is a single node")
+	case (c.NATSTLSCA != "" || c.NATSTLSCert != "" || c.NATSTLSKey != "") && c.NATSURL == "":
+		return errors.New("--nats-tls-* apply to an external NATS: set --nats-url")
+	case (c.NATSTLSCert == "") != (c.NATSTLSKey == ""):
+		return errors.New("--nats-tls-cert and --nats-tls-key go together")
 	}
 	if c.AdminToken == "" && c.ReadToken == "" {
 		// API.md section 9: without tokens, only loopback.

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,7 +55,7 @@ func run(ctx context.Context, cfg config, log *zap.Logger) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	if _, err := ingest.EnsureUsageStream(ctx, js, 1); err != nil {
+	if _, err := ingest.EnsureUsageStream(ctx, js, cfg.Replicas); err != nil {
 		return err
 	}
 	store, err := openStore(ctx, cfg, nc, log)
@@ -77,7 +79,7 @@ func run(ctx context.Context, cfg config, log *zap.Logger) error {
 	}
 	defer reads.Close()
 	projector := projections.NewProjector(reads, store, log.Named("projections"), projections.ProjectorOptions{})
-	consumer := ingest.New(js, w, db, log.Named("ingest"), ingest.Options{})
+	consumer := ingest.New(js, w, db, log.Named("ingest"), ingest.Options{Replicas: cfg.Replicas})
 
 	workers := newGroup(ctx)
 	workers.Go("projections", projector.Run)
@@ -102,7 +104,7 @@ func run(ctx context.Context, cfg config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	log.Info("ledgerd ready", zap.String("http", cfg.HTTPAddr), zap.String("nats", natsURL), zap.String("store", cfg.Store), zap.String("data_dir", cfg.DataDir))
+	log.Info("ledgerd ready", zap.String("http", cfg.HTTPAddr), zap.String("nats", redactURLs(natsURL)), zap.String("store", cfg.Store), zap.String("data_dir", cfg.DataDir))
 
 	workers.Wait()
 	log.Info("stopping")
@@ -152,6 +154,12 @@ func connectNATS(url string, cfg config, log *zap.Logger) (*nats.Conn, error) {
 	if cfg.NATSUser != "" {
 		opts = append(opts, nats.UserInfo(cfg.NATSUser, cfg.NATSPassword))
 	}
+	if cfg.NATSTLSCA != "" {
+		opts = append(opts, nats.RootCAs(cfg.NATSTLSCA))
+	}
+	if cfg.NATSTLSCert != "" {
+		opts = append(opts, nats.ClientCert(cfg.NATSTLSCert, cfg.NATSTLSKey))
+	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats: %w", err)
@@ -159,11 +167,26 @@ func connectNATS(url string, cfg config, log *zap.Logger) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// redactURLs hides the passwords of a comma-separated list of NATS URLs, for logs.
+func redactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			if _, hasPassword := u.User.Password(); hasPassword {
+				parts[i] = u.Redacted()
+			} else {
+				parts[i] = u.Scheme + "://xxxxx@" + u.Host // a bare user is a token
+			}
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
 func openStore(ctx context.Context, cfg config, nc *nats.Conn, log *zap.Logger) (events.Store, error) {
 	if cfg.Store == "eventstore" {
 		return eventstore.New(ctx, cfg.EventStoreURL, log.Named("eventstore"), eventstore.Options{})
 	}
-	return jetstream.New(ctx, nc, jetstream.Options{})
+	return jetstream.New(ctx, nc, jetstream.Options{Replicas: cfg.Replicas})
 }
 
 func serveHTTP(addr string, h http.Handler, workers *group, log *zap.Logger) (*http.Server, error) {
