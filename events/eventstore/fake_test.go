@@ -230,6 +230,9 @@ func (c *fakeConn) serverVersion() (*esdb.ServerVersion, error) {
 	if c.dead.Load() {
 		return nil, errGone
 	}
+	if c.db.versionMajor == 0 {
+		return &esdb.ServerVersion{}, nil // what the client reports without a server-features API
+	}
 	return &esdb.ServerVersion{Major: c.db.versionMajor, Minor: 10}, nil
 }
 

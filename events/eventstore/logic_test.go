@@ -130,6 +130,10 @@ func TestCheckServerRefusesOldServers(t *testing.T) {
 	if err := s.checkServer(context.Background()); err == nil || !strings.Contains(err.Error(), "older than 22.6") {
 		t.Errorf("checkServer = %v, want a refusal", err)
 	}
+	b.db.versionMajor = 0
+	if err := s.checkServer(context.Background()); err == nil || !strings.Contains(err.Error(), "did not report its version") {
+		t.Errorf("checkServer without a version = %v, want a refusal", err)
+	}
 	b.db.versionMajor = 24
 	if err := s.checkServer(context.Background()); err != nil {
 		t.Errorf("checkServer on 24.10 = %v", err)
@@ -772,4 +776,44 @@ func TestAppendLargeBatchInChunks(t *testing.T) {
 	}
 	// Retrying the whole call finishes the job.
 	noErrors(t, s.Append(ctx, more))
+}
+
+func TestNewRefusesBadConnectionStrings(t *testing.T) {
+	for _, give := range []string{"", "http://x:2113", "esdb://x:2113?tsl=false"} {
+		if _, err := New(context.Background(), give, nil, Options{}); err == nil {
+			t.Errorf("New(%q) succeeded", give)
+		}
+	}
+}
+
+func TestNewFailsWhenTheServerIsUnreachable(t *testing.T) {
+	// Nothing listens on port 1: the client's discovery gives up after its attempts, and
+	// New says so instead of returning a store that cannot work.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := New(ctx, "esdb://admin:secret@127.0.0.1:1?tls=false&maxDiscoverAttempts=2&discoveryInterval=10", nil, Options{})
+	if err == nil {
+		t.Fatal("New succeeded without a server")
+	}
+	if !strings.Contains(err.Error(), "connect") || strings.Contains(err.Error(), "secret") {
+		t.Errorf("error %q: want it to say it could not connect, without the password", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("took %v", d)
+	}
+}
+
+func TestNewIsBoundedByItsContext(t *testing.T) {
+	// A blackholed address: discovery would take maxDiscoverAttempts * gossipTimeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := New(ctx, "esdb://10.255.255.1:2113?tls=false&gossipTimeout=30", nil, Options{})
+	if err == nil {
+		t.Fatal("New succeeded without a server")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("New took %v with a 300ms context", d)
+	}
 }

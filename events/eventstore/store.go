@@ -111,7 +111,8 @@ func New(ctx context.Context, connectionString string, logger *zap.Logger, opts 
 		return nil, err
 	}
 	if err := s.checkServer(ctx); err != nil {
-		s.Close()
+		// In the background: Close waits for the discovery still running in the client.
+		go s.Close()
 		return nil, fmt.Errorf("eventstore: %s: %w", redact(connectionString), err)
 	}
 	return s, nil
@@ -130,16 +131,22 @@ func newStore(dial dialer, logger *zap.Logger, opts Options) (*Store, error) {
 
 // checkServer makes the first contact and refuses servers older than minServerVersion.
 // The client's discovery does not listen to a context, so it runs aside and ctx only
-// bounds the wait for it.
+// bounds the wait for it. It counts as an operation, so that Close does not close the
+// client under it.
 func (s *Store) checkServer(ctx context.Context) error {
 	type answer struct {
 		v   *esdb.ServerVersion
 		err error
 	}
+	_, end, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
 	c := s.current()
 	done := make(chan answer, 1)
 	go func() {
 		v, err := c.serverVersion()
+		end()
 		done <- answer{v, err}
 	}()
 	select {
@@ -148,6 +155,13 @@ func (s *Store) checkServer(ctx context.Context) error {
 	case a := <-done:
 		if a.err != nil {
 			return fmt.Errorf("connect: %w", a.err)
+		}
+		if *a.v == (esdb.ServerVersion{}) {
+			// gRPC maps an HTTP 404 to "unimplemented", which the client takes for a
+			// server without the server-features API: a proxy or another HTTP server
+			// answers the same way.
+			return fmt.Errorf("the server did not report its version: not EventStoreDB, or one older than 21.10 (%d.%d or later is needed)",
+				minServerVersion.Major, minServerVersion.Minor)
 		}
 		if !versionAtLeast(*a.v, minServerVersion) {
 			return fmt.Errorf("server version %d.%d.%d is older than %d.%d, the first that reports $all positions on stream reads",
