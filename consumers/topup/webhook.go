@@ -21,8 +21,10 @@ type WebhookOptions struct {
 	// ResponseBytesMax bounds the answer body read; a longer one is unusable and fails as
 	// gateway_unavailable. Default 64 KiB.
 	ResponseBytesMax int64
-	// Client sends the requests. Default: a client of its own (the timeout is applied per
-	// call through the context, so a shared client may be given).
+	// Client sends the requests. Default: a client of its own that keeps up to
+	// idleConnsPerHostMax connections to the gateway open, so parallel payments do not
+	// open a connection each (the timeout is applied per call through the context, so a
+	// shared client may be given).
 	Client *http.Client
 }
 
@@ -34,10 +36,16 @@ func (o WebhookOptions) withDefaults() WebhookOptions {
 		o.ResponseBytesMax = 64 << 10
 	}
 	if o.Client == nil {
-		o.Client = &http.Client{}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = idleConnsPerHostMax
+		o.Client = &http.Client{Transport: t}
 	}
 	return o
 }
+
+// idleConnsPerHostMax is above the manager's default worker count, so that every worker
+// can keep its connection to the gateway.
+const idleConnsPerHostMax = 32
 
 // Webhook is the HTTP payment gateway of API.md section 5: it POSTs each attempt to a URL
 // with the top-up id as idempotency key.
