@@ -20,8 +20,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/telephony/creditledger/api"
+	"github.com/telephony/creditledger/consumers/alerts"
 	"github.com/telephony/creditledger/consumers/ingest"
 	"github.com/telephony/creditledger/consumers/intake"
+	"github.com/telephony/creditledger/consumers/topup"
 	"github.com/telephony/creditledger/consumers/writer"
 	"github.com/telephony/creditledger/events"
 	"github.com/telephony/creditledger/events/eventstore"
@@ -80,10 +82,19 @@ func run(ctx context.Context, cfg config, log *zap.Logger) error {
 	defer reads.Close()
 	projector := projections.NewProjector(reads, store, log.Named("projections"), projections.ProjectorOptions{})
 	consumer := ingest.New(js, w, db, log.Named("ingest"), ingest.Options{Replicas: cfg.Replicas})
+	gateway, err := paymentGateway(cfg, log)
+	if err != nil {
+		return err
+	}
+	topUps := topup.NewManager(w, store, gateway, log.Named("topup"), topup.Options{
+		MaxAttempts: cfg.TopUpMaxAttempts, RetryDelayBase: cfg.TopUpRetryBase, AutoTopUpDailyMax: cfg.AutoTopUpDailyMax})
+	alertPublisher := alerts.NewPublisher(store, js, db, log.Named("alerts"), alerts.Options{})
 
 	workers := newGroup(ctx)
 	workers.Go("projections", projector.Run)
 	workers.Go("ingest", consumer.Run)
+	workers.Go("top-ups", topUps.Run)
+	workers.Go("alerts", alertPublisher.Run)
 
 	metrics := api.NewMetrics(api.MetricSources{
 		EventsIngested:  func() float64 { return float64(consumer.Stats.Charged.Load()) },
@@ -93,6 +104,11 @@ func run(ctx context.Context, cfg config, log *zap.Logger) error {
 			return float64(n)
 		},
 		ProjectionLag: func() float64 { return float64(projectionLag(store, projector)) },
+		TopUpsByState: func() map[string]float64 {
+			st := &topUps.Stats
+			return map[string]float64{"requested": float64(st.Requested.Load()), "succeeded": float64(st.Succeeded.Load()),
+				"failed": float64(st.Failed.Load()), "paying": float64(st.Paying.Load())}
+		},
 	})
 	srv := api.New(api.Deps{Writer: w, Reads: reads, Projector: projector, Intake: db, Ingest: consumer, JetStream: js, Metrics: metrics, Log: log.Named("api")},
 		api.Options{AdminToken: cfg.AdminToken, ReadToken: cfg.ReadToken, Ready: readiness(store, projector)})
@@ -187,6 +203,13 @@ func openStore(ctx context.Context, cfg config, nc *nats.Conn, log *zap.Logger) 
 		return eventstore.New(ctx, cfg.EventStoreURL, log.Named("eventstore"), eventstore.Options{})
 	}
 	return jetstream.New(ctx, nc, jetstream.Options{Replicas: cfg.Replicas})
+}
+
+func paymentGateway(cfg config, log *zap.Logger) (topup.Gateway, error) {
+	if cfg.PaymentGateway == "webhook" {
+		return topup.NewWebhook(cfg.PaymentWebhookURL, log.Named("webhook"), topup.WebhookOptions{})
+	}
+	return topup.NewSandbox(log), nil
 }
 
 func serveHTTP(addr string, h http.Handler, workers *group, log *zap.Logger) (*http.Server, error) {
