@@ -144,3 +144,36 @@ func TestManagerRestartInTheMiddleOfAPayment(t *testing.T) {
 		t.Errorf("gateway saw: %v", problems)
 	}
 }
+
+// A top-up requested by another process whose manager never pays it (it died) is taken
+// over after OrphanAfter past its due attempt. This writer learns of the top-up only
+// from the store, so it also has to catch up before deciding.
+func TestManagerTakesOverAnOrphanedTopUp(t *testing.T) {
+	store, _ := newStore(t)
+	other, _ := newWriter(t, store, t.TempDir()) // a process without a manager
+	openAccount(t, other, "acme")
+	w, _ := newWriter(t, store, t.TempDir())
+	gw := newGatewayServer(t)
+	opts := fastOptions()
+	opts.OrphanAfter = 100 * time.Millisecond
+	r := startManager(t, w, store, gw.webhook(t, WebhookOptions{}), opts)
+	// Once the manager follows the store, the request reaches it only from there.
+	eventually(t, 10*time.Second, "the manager to start", func() bool { return r.m.Stats.Position.Load() > 0 })
+	requestedAt := time.Now()
+	execute(t, other, "acme", ledger.RequestTopUp{TopUpID: "tu-1", Amount: dec("30")})
+
+	eventually(t, 10*time.Second, "the orphan to be paid", func() bool {
+		_, evs := replay(t, store, "acme")
+		return topUpOutcome(evs, "tu-1") != nil
+	})
+	calls, _, _ := gw.snapshot()
+	if len(calls) != 1 || calls[0].At.Sub(requestedAt) < opts.OrphanAfter {
+		t.Errorf("gateway calls %+v; want one, at least %s after the request", calls, opts.OrphanAfter)
+	}
+	if acc, ok := w.Account("acme"); !ok || !acc.Balance.Equal(dec("30")) || acc.Pending != nil {
+		t.Errorf("writer state %+v; want the credit of 30 and nothing pending", acc)
+	}
+	if r.m.Stats.Paying.Load() != 0 {
+		t.Errorf("Paying = %d after the top-up closed, want 0", r.m.Stats.Paying.Load())
+	}
+}

@@ -72,6 +72,8 @@ type Stats struct {
 	// AutoTopUpsStarted counts the auto top-ups this manager's writer appended; when two
 	// processes decide the same one at once, both count it.
 	AutoTopUpsStarted atomic.Uint64
+	// Position is the store position the manager has followed up to (for lag metrics).
+	Position atomic.Uint64
 	// Charges counts gateway calls; InFlight is how many are under way now; Abandoned
 	// counts those cut off by shutdown (they are attempted again after the restart).
 	Charges, Abandoned atomic.Uint64
@@ -94,8 +96,10 @@ type Stats struct {
 //     its first payment a claim is checked against the store: the process whose
 //     envelope (to the nanosecond of its RecordedAt) is the one stored pays.
 //
-// The start-up scan adopts every pending top-up: it assumes a restart of the process
-// that was paying it. If another live process is paying one at that moment, both may
+// The start-up scan reads the writer's state, so what another process appended between
+// this writer's Load and Run is looked at here only at the account's next event or the
+// next restart; that process's own manager handles it meanwhile. The scan adopts every
+// pending top-up: it assumes a restart of the process that was paying it. If another live process is paying one at that moment, both may
 // call the gateway for it; the shared top_up_id (the idempotency key) still charges once
 // and the outcome is recorded once.
 type Manager struct {
@@ -139,6 +143,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.Stats.Position.Store(head)
 	adopted := m.scan()
 	m.log.Info("top-up manager started", zap.Uint64("position", head), zap.Int("pending_adopted", adopted))
 	var wg sync.WaitGroup
@@ -176,6 +181,7 @@ func (m *Manager) follow(ctx context.Context, after uint64) {
 		err := m.store.Subscribe(ctx, after, func(e events.Envelope) error {
 			m.observe(e)
 			after = e.Position
+			m.Stats.Position.Store(after)
 			return nil
 		})
 		if ctx.Err() != nil {
