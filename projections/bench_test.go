@@ -1,0 +1,92 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/telephony/creditledger/events"
+)
+
+// cpuTime is the user and system CPU time this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchAccounts is how many accounts the benchmark events spread over.
+const benchAccounts = 10_000
+
+// mixedEvents returns n events over accounts: mostly usage of every type, some adjustments,
+// top-ups and settings changes, as a busy ledger writes them. Every account must be open.
+func mixedEvents(h *history, rng *rand.Rand, accounts []string, n int) []events.Envelope {
+	types := []struct{ typ, reason string }{
+		{"call", "fup_exceeded"}, {"call", "international"}, {"forwarded_call", ""}, {"sms", ""},
+		{"whatsapp", ""}, {"conversation_intelligence", ""}, {"voice_agent", ""},
+	}
+	evs := make([]events.Envelope, 0, n)
+	for len(evs) < n {
+		a := accounts[rng.IntN(len(accounts))]
+		switch r := rng.IntN(100); {
+		case r < 90:
+			ty := types[rng.IntN(len(types))]
+			u := usageOf(fmt.Sprintf("u-%d", h.pos), ty.typ, ty.reason, fmt.Sprintf("%d.%04d", rng.IntN(3), rng.IntN(10000)), fmt.Sprintf("user-%d", rng.IntN(20)))
+			u.UsedAt, u.Quantity, u.Unit, u.Destination = h.now, "3", "minute", "+447911123456"
+			evs = append(evs, h.ev(a, u))
+		case r < 95:
+			evs = append(evs, h.adjust(a, fmt.Sprintf("adj-%d", h.pos), "0.42"))
+		case r < 99 && n-len(evs) >= 2:
+			evs = append(evs, h.topUp(a, fmt.Sprintf("tu-%d", h.pos), events.TopUpOneTime, "20")...)
+		default:
+			evs = append(evs, h.ev(a, events.AlertSettingsChanged{LowBalanceThreshold: dec("15")}))
+		}
+	}
+	return evs
+}
+
+func openAccounts(b testing.TB, db *DB, h *history, n int) []string {
+	accounts := make([]string, n)
+	evs := make([]events.Envelope, n)
+	for i := range accounts {
+		accounts[i] = fmt.Sprintf("acct-%05d", i)
+		evs[i] = h.open(accounts[i], "10")
+	}
+	for i := 0; i < n; i += batchSizeMaxDefault {
+		mustApply(b, db, evs[i:min(i+batchSizeMaxDefault, n)]...)
+	}
+	return accounts
+}
+
+// BenchmarkApply applies batches of 1,000 mixed events spread over 10,000 accounts, the
+// shape of DESIGN.md section 4's reference measurement (about 65,000 events/s).
+func BenchmarkApply(b *testing.B) {
+	db := openTest(b)
+	h := newHistory()
+	rng := rand.New(rand.NewPCG(1, 2))
+	accounts := openAccounts(b, db, h, benchAccounts)
+	ctx := context.Background()
+	var applied int
+	var elapsed, cpu time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		evs := mixedEvents(h, rng, accounts, batchSizeMaxDefault)
+		b.StartTimer()
+		start, startCPU := time.Now(), cpuTime()
+		if err := db.Apply(ctx, evs); err != nil {
+			b.Fatal(err)
+		}
+		elapsed += time.Since(start)
+		cpu += cpuTime() - startCPU
+		applied += len(evs)
+	}
+	b.ReportMetric(float64(applied)/elapsed.Seconds(), "events/s")
+	// Events per CPU-second of this process: steadier than wall time when other work shares
+	// the machine.
+	b.ReportMetric(float64(applied)/cpu.Seconds(), "events/cpu-s")
+}
