@@ -1,6 +1,8 @@
 package ledger
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strconv"
 	"time"
 
@@ -201,9 +203,18 @@ func decideAutoTopUp(a *Account, c StartAutoTopUp, now time.Time) events.Event {
 	if !AutoTopUpDue(a, now, c.DailyMax) {
 		return nil
 	}
-	// The stream position makes the id unique within the account and the same on a retry.
-	id := "auto-" + strconv.FormatUint(a.Version+1, 10)
+	id := AutoTopUpID(a.ID, a.Version+1)
 	return events.TopUpRequested{TopUpID: id, Kind: events.TopUpAuto, Amount: a.AutoTopUp.Amount}
+}
+
+// AutoTopUpID names the auto top-up requested at a stream version. The version makes it
+// unique within the account and the same on a retry; the account tag makes it unique
+// across accounts too, because the payment gateway receives it as the Idempotency-Key
+// and a gateway that keys on the header alone must never match one account's payment to
+// another's. It stays within the 64 characters of an id.
+func AutoTopUpID(accountID string, version uint64) string {
+	sum := sha256.Sum256([]byte(accountID))
+	return "auto-" + hex.EncodeToString(sum[:6]) + "-" + strconv.FormatUint(version, 10)
 }
 
 func decidePaymentAttempt(a *Account, c RecordPaymentAttempt, now time.Time) events.Event {

@@ -239,3 +239,10 @@ func TestAuthorize(t *testing.T) {
 		}
 	}
 }
+
+func TestAutoTopUpIDsAreUniqueAcrossAccounts(t *testing.T) {
+	a, b := AutoTopUpID("acme", 3), AutoTopUpID("globex", 3)
+	if a == b || a != AutoTopUpID("acme", 3) || !ValidID(a) || !ValidID(AutoTopUpID(string(make([]byte, 64)), 1<<63)) {
+		t.Fatalf("auto top-up ids %q %q", a, b)
+	}
+}
