@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -115,7 +116,7 @@ func TestUnreachable(t *testing.T) {
 
 func TestProgressLines(t *testing.T) {
 	var buf bytes.Buffer
-	p := newProgress(&buf, "rebuild")
+	p := newProgress(&buf, "rebuild", "events")
 	clock := p.start
 	p.now = func() time.Time { return clock }
 	for done := uint64(0); done <= 1000; done += 50 {
@@ -135,9 +136,32 @@ func TestProgressLines(t *testing.T) {
 	}
 
 	buf.Reset()
-	p = newProgress(&buf, "rebuild")
+	p = newProgress(&buf, "rebuild", "events")
 	p.Done(0, 0)
 	if got := buf.String(); !strings.HasPrefix(got, "rebuild: 100% 0/0 events") {
 		t.Errorf("empty store: %q", got)
+	}
+}
+
+// TestRebuildRefusals: a second rebuild of the same read models, or a data dir that does
+// not exist, is refused before the store is contacted.
+func TestRebuildRefusals(t *testing.T) {
+	dir := t.TempDir()
+	unlock, err := lockRebuild(filepath.Join(dir, readModelsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ctl("rebuild", "--data-dir", dir, "--nats-url", "nats://"+freeAddr(t))
+	if r.code != 1 || !strings.Contains(r.stderr, "another ledgerctl rebuild of "+filepath.Join(dir, readModelsFile)+" is running") {
+		t.Errorf("second rebuild: exit %d, stderr %q", r.code, r.stderr)
+	}
+	unlock()
+	if _, err := lockRebuild(filepath.Join(dir, readModelsFile)); err != nil {
+		t.Errorf("lock not released: %v", err)
+	}
+
+	r = ctl("rebuild", "--data-dir", filepath.Join(dir, "nope"))
+	if r.code != 1 || !strings.Contains(r.stderr, "does not exist: is --data-dir ledgerd's data directory?") {
+		t.Errorf("missing data dir: exit %d, stderr %q", r.code, r.stderr)
 	}
 }

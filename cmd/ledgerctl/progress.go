@@ -23,8 +23,11 @@ const (
 type progress struct {
 	w     io.Writer
 	label string
-	tty   bool
-	now   func() time.Time
+	// unit names what done and total count ("events" on JetStream, where store positions
+	// are event numbers).
+	unit string
+	tty  bool
+	now  func() time.Time
 
 	mu        sync.Mutex
 	start     time.Time
@@ -33,9 +36,9 @@ type progress struct {
 	drawn     bool
 }
 
-func newProgress(w io.Writer, label string) *progress {
+func newProgress(w io.Writer, label, unit string) *progress {
 	now := time.Now
-	return &progress{w: w, label: label, tty: isTerminal(w), now: now, start: now(), lastTenth: -1}
+	return &progress{w: w, label: label, unit: unit, tty: isTerminal(w), now: now, start: now(), lastTenth: -1}
 }
 
 // isTerminal reports whether w is a character device, such as a terminal. /dev/null is
@@ -85,12 +88,12 @@ func (p *progress) Done(done, total uint64) {
 func (p *progress) bar(done, total uint64, now time.Time) string {
 	f := fraction(done, total)
 	filled := int(f * progressBarWidth)
-	return fmt.Sprintf("%s [%s%s] %3.0f%% %d/%d events %s ", p.label,
-		strings.Repeat("#", filled), strings.Repeat(".", progressBarWidth-filled), f*100, done, total, p.elapsed(now))
+	return fmt.Sprintf("%s [%s%s] %3.0f%% %d/%d %s %s ", p.label,
+		strings.Repeat("#", filled), strings.Repeat(".", progressBarWidth-filled), f*100, done, total, p.unit, p.elapsed(now))
 }
 
 func (p *progress) line(done, total uint64, now time.Time) string {
-	return fmt.Sprintf("%s: %3.0f%% %d/%d events %s", p.label, fraction(done, total)*100, done, total, p.elapsed(now))
+	return fmt.Sprintf("%s: %3.0f%% %d/%d %s %s", p.label, fraction(done, total)*100, done, total, p.unit, p.elapsed(now))
 }
 
 func (p *progress) elapsed(now time.Time) string {
