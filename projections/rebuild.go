@@ -1,0 +1,182 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/telephony/creditledger/events"
+)
+
+// rebuildBatchMax is how many events one transaction applies during a rebuild: larger than
+// the Projector's batches because nobody waits on the freshness of a file being built.
+const rebuildBatchMax = 5000
+
+// Rebuild recomputes the read models at path from every event in the store and swaps them
+// in, with progress(done, total) called as it goes (store positions: the last one applied and
+// the store's head when the rebuild began; for JetStream both count events). It works while
+// ledgerd runs and keeps projecting into the same file.
+//
+// How: the events are first applied into a new file next to path (path + ".rebuild"), with no
+// lock on the live file. Then, in one write transaction on the live file, its rows are
+// replaced by the new ones (INSERT ... SELECT from the attached new file) and the events
+// appended meanwhile are applied on top, up to the store's end, before the commit. Readers
+// see the old read models until the commit and the new ones after it, never a mix; the live
+// Projector is only held off for the swap (it waits on the lock, or retries), then finds the
+// checkpoint at or past its own and carries on without a gap or a double count.
+//
+// Renaming the new file over the old one instead would be unsafe while ledgerd has the old
+// one open: its WAL and shared-memory files belong to the old file, and its connections would
+// keep writing to an unlinked inode.
+func Rebuild(ctx context.Context, store events.Store, path string, progress func(done, total uint64)) error {
+	if progress == nil {
+		progress = func(done, total uint64) {}
+	}
+	head, err := store.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("rebuild: store head: %w", err)
+	}
+	fresh := path + ".rebuild"
+	removeDB(fresh)
+	defer removeDB(fresh)
+	if err := build(ctx, store, fresh, 0, func(done uint64) { progress(done, max(head, done)) }); err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
+	live, err := Open(path)
+	if err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
+	defer live.Close()
+	last, err := live.swapIn(ctx, store, fresh)
+	if err != nil {
+		return fmt.Errorf("rebuild: %w", err)
+	}
+	progress(last, max(head, last))
+	return nil
+}
+
+// build creates a read-model file at path from the store's events up to position until
+// (0: up to the store's end), reporting the position applied after each batch.
+func build(ctx context.Context, store events.Store, path string, until uint64, progress func(done uint64)) error {
+	db, err := Open(path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.catchUp(ctx, store, 0, until, progress); err != nil {
+		return err
+	}
+	// Closing checkpoints the WAL into the main file, which is then complete on its own.
+	return db.Close()
+}
+
+// catchUp applies, in batches of rebuildBatchMax, the store's events after position after and
+// up to until (0: up to the store's end as it is now).
+func (db *DB) catchUp(ctx context.Context, store events.Store, after, until uint64, progress func(done uint64)) error {
+	return readBatches(ctx, store, after, until, func(evs []events.Envelope) error {
+		if err := db.Apply(ctx, evs); err != nil {
+			return err
+		}
+		progress(evs[len(evs)-1].Position)
+		return nil
+	})
+}
+
+// readBatches calls fn with the store's events after position after, up to until (0: to the
+// end), in batches of at most rebuildBatchMax.
+func readBatches(ctx context.Context, store events.Store, after, until uint64, fn func([]events.Envelope) error) error {
+	batch := make([]events.Envelope, 0, rebuildBatchMax)
+	err := store.ReadAll(ctx, after, func(e events.Envelope) error {
+		if until != 0 && e.Position > until {
+			return events.ErrStopped
+		}
+		batch = append(batch, e)
+		if len(batch) < rebuildBatchMax {
+			return nil
+		}
+		err := fn(batch)
+		batch = batch[:0]
+		return err
+	})
+	if err != nil && !errors.Is(err, events.ErrStopped) {
+		return fmt.Errorf("read events after %d: %w", after, err)
+	}
+	if len(batch) > 0 {
+		return fn(batch)
+	}
+	return nil
+}
+
+// readModelTables are the tables a swap replaces (the checkpoint is set apart), with their
+// columns and the order to copy them in: movements in index order, so that both the table
+// and its index are written sequentially.
+var readModelTables = []struct{ name, columns, order string }{
+	{"accounts", accountColumns, "account_id"},
+	{"movements", movementColumns, "account_id, version"},
+	{"top_ups", topUpColumns, "account_id, top_up_id"},
+}
+
+// swapIn replaces the contents of db with those of the read-model file at fresh and applies
+// the store's events after its checkpoint, all in one transaction. It returns the final
+// checkpoint.
+func (db *DB) swapIn(ctx context.Context, store events.Store, fresh string) (uint64, error) {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	// The cache describes the old contents; whatever the checkpoints say, forget it.
+	db.cache.drop()
+	defer db.cache.drop()
+	conn, err := db.w.Conn(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	// ATTACH cannot run inside a transaction, and DETACH must follow the commit.
+	if _, err := conn.ExecContext(ctx, "ATTACH DATABASE ? AS fresh", "file:"+escapePath(fresh)+"?mode=ro"); err != nil {
+		return 0, fmt.Errorf("attach %s: %w", fresh, err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), "DETACH DATABASE fresh")
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("swap: begin: %w", err)
+	}
+	defer tx.Rollback()
+	for _, t := range readModelTables {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM main."+t.name); err != nil {
+			return 0, fmt.Errorf("swap: clear %s: %w", t.name, err)
+		}
+		copySQL := fmt.Sprintf("INSERT INTO main.%s (%s) SELECT %s FROM fresh.%s ORDER BY %s", t.name, t.columns, t.columns, t.name, t.order)
+		if _, err := tx.ExecContext(ctx, copySQL); err != nil {
+			return 0, fmt.Errorf("swap: copy %s: %w", t.name, err)
+		}
+	}
+	var fresh64 int64
+	if err := tx.QueryRowContext(ctx, "SELECT position FROM fresh.checkpoint WHERE id = 1").Scan(&fresh64); err != nil {
+		return 0, fmt.Errorf("swap: read checkpoint of %s: %w", fresh, err)
+	}
+	cp := uint64(fresh64)
+	if _, err := tx.ExecContext(ctx, writeSQL[stmtSetCheckpoint], int64(cp)); err != nil {
+		return 0, fmt.Errorf("swap: set checkpoint: %w", err)
+	}
+	// Catch up inside the transaction: the events appended since the fresh file was built
+	// land in the same commit, so the checkpoint is at or past the live Projector's.
+	err = readBatches(ctx, store, cp, 0, func(evs []events.Envelope) error {
+		_, last, err := db.applyTx(ctx, tx, cp, evs)
+		cp = last
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("swap: catch up: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("swap: commit: %w", err)
+	}
+	return cp, nil
+}
+
+// removeDB deletes a database file with its WAL and shared-memory files.
+func removeDB(path string) {
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(path + suffix)
+	}
+}
