@@ -143,9 +143,9 @@ func TestProgressLines(t *testing.T) {
 	}
 }
 
-// TestRebuildRefusals: a second rebuild of the same read models, or a data dir that does
-// not exist, is refused before the store is contacted.
-func TestRebuildRefusals(t *testing.T) {
+// TestAuditRefusals: a second rebuild of the same read models, verify without read models,
+// or a data dir that does not exist, are refused before the store is contacted.
+func TestAuditRefusals(t *testing.T) {
 	dir := t.TempDir()
 	unlock, err := lockRebuild(filepath.Join(dir, readModelsFile))
 	if err != nil {
@@ -160,6 +160,10 @@ func TestRebuildRefusals(t *testing.T) {
 		t.Errorf("lock not released: %v", err)
 	}
 
+	r = ctl("verify", "--data-dir", dir)
+	if r.code != 1 || !strings.Contains(r.stderr, "no read models at "+filepath.Join(dir, readModelsFile)) {
+		t.Errorf("verify without read models: exit %d, stderr %q", r.code, r.stderr)
+	}
 	r = ctl("rebuild", "--data-dir", filepath.Join(dir, "nope"))
 	if r.code != 1 || !strings.Contains(r.stderr, "does not exist: is --data-dir ledgerd's data directory?") {
 		t.Errorf("missing data dir: exit %d, stderr %q", r.code, r.stderr)

@@ -9,7 +9,7 @@ import (
 
 // commands are ledgerctl's verbs, in the order the help lists them.
 var commands = []*command{
-	replayCommand, explainCommand, rebuildCommand,
+	replayCommand, explainCommand, verifyCommand, rebuildCommand,
 	openCommand, balanceCommand, topUpCommand, autoTopUpCommand, adjustCommand, movementsCommand,
 }
 
@@ -38,7 +38,7 @@ func printHelp(w io.Writer, cmd *command) {
 	}
 	fmt.Fprint(w, helpIntro)
 	fmt.Fprint(w, "\nAuditor commands (the event store is the truth):\n")
-	commandList(w, "replay", "explain", "rebuild")
+	commandList(w, "replay", "explain", "verify", "rebuild")
 	fmt.Fprint(w, "\nOperator commands (through ledgerd's HTTP API at --api-url):\n")
 	commandList(w, "open", "balance", "top-up", "auto-top-up", "adjust", "movements")
 	fmt.Fprint(w, "\nGlobal flags (each also from the environment: LEDGER_ + NAME, e.g. LEDGER_DATA_DIR):\n")

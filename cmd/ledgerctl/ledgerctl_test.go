@@ -25,6 +25,8 @@ func TestLedgerctl(t *testing.T) {
 	t.Run("operator", func(t *testing.T) { testOperator(t, d) })
 	t.Run("api errors", func(t *testing.T) { testAPIErrors(t, d) })
 	t.Run("movements", func(t *testing.T) { testMovements(t, d) })
+	t.Run("verify after a restart", func(t *testing.T) { testVerifyAfterRestart(t, d) })
+	t.Run("verify finds a tampered balance", func(t *testing.T) { testVerifyTampered(t, d) })
 	t.Run("rebuild repairs a tampered read model", func(t *testing.T) { testRebuild(t, d) })
 }
 
@@ -250,6 +252,27 @@ func tamper(t *testing.T, d *daemon, account, balance string) {
 	}
 }
 
+func testVerifyAfterRestart(t *testing.T, d *daemon) {
+	d.stop()
+	d.start()
+	r := d.mustCtl("verify")
+	if r.stdout != "ok: 2 accounts, 12 events verified\n" {
+		t.Errorf("verify: %q", r.stdout)
+	}
+}
+
+func testVerifyTampered(t *testing.T, d *daemon) {
+	tamper(t, d, "acme", "999")
+	r := d.ctl("verify")
+	if r.code != 1 {
+		t.Errorf("verify of tampered read models: exit %d, want 1", r.code)
+	}
+	if r.stdout != "account acme: balance live 999 rebuilt 74.73\n" {
+		t.Errorf("verify listed %q", r.stdout)
+	}
+	wantContains(t, "verify stderr", r.stderr, "ledgerctl: verify: the read models at "+filepath.Join(d.dataDir, "readmodels.db")+" differ from the event store")
+}
+
 func testRebuild(t *testing.T, d *daemon) {
 	tamper(t, d, "acme", "999")
 	if got := d.account("acme").Balance; got != "999" {
@@ -269,5 +292,8 @@ func testRebuild(t *testing.T, d *daemon) {
 	d.waitVersion("beta", 4)
 	if got := d.account("beta").Balance; got != "-5" {
 		t.Errorf("beta balance after a usage following the rebuild %s, want -5", got)
+	}
+	if r := d.mustCtl("verify"); r.stdout != "ok: 2 accounts, 13 events verified\n" {
+		t.Errorf("verify after rebuild: %q", r.stdout)
 	}
 }

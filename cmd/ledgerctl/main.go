@@ -64,7 +64,6 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 // exitStatus reports err on stderr and turns it into the exit status.
 func exitStatus(err error, stderr io.Writer, cmd *command) int {
 	var usage usageError
-	var silent silentFailure
 	switch {
 	case err == nil:
 		return exitOK
@@ -72,8 +71,6 @@ func exitStatus(err error, stderr io.Writer, cmd *command) int {
 		fmt.Fprintf(stderr, "ledgerctl: %v\n\n", err)
 		printUsage(stderr, cmd)
 		return exitUsage
-	case errors.As(err, &silent):
-		return exitFailure // the command already said what went wrong
 	default:
 		fmt.Fprintf(stderr, "ledgerctl: %v\n", err)
 		return exitFailure
@@ -86,12 +83,6 @@ type usageError struct{ msg string }
 func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
-
-// silentFailure ends a command with exit 1 after it printed its own report (verify's
-// differences), so nothing more is added.
-type silentFailure struct{}
-
-func (silentFailure) Error() string { return "failed" }
 
 // env is what a command runs with: the global flags and the output streams.
 type env struct {
