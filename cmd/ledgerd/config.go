@@ -25,6 +25,7 @@ type config struct {
 	NATSTLSCert        string
 	NATSTLSKey         string
 	Replicas           int
+	NATSAckWait        time.Duration
 	JetStreamSync      string
 	Store              string
 	EventStoreURL      string
@@ -79,6 +80,7 @@ func parseConfig(args []string) (config, error) {
 	durFlag(&c.TopUpRetryBase, "top-up-retry-base", time.Minute, "delay before the 2nd payment attempt; doubles for each further attempt")
 	intFlag(&c.AutoTopUpDailyMax, "auto-top-up-daily-max", 10, "at most this many auto top-ups per account in any 24 h")
 	intFlag(&c.Replicas, "replicas", 1, "replicas of the LEDGER and USAGE streams: 3 on a NATS cluster (with --nats-url), 1 on one server")
+	durFlag(&c.NATSAckWait, "nats-ack-wait", 30*time.Second, "how long an append waits for JetStream's acknowledgement before it is retried; bounds the pause of charging after a cluster leader is lost")
 	durFlag(&c.ShutdownTimeoutMax, "shutdown-timeout", 8*time.Second, "how long a graceful stop may take")
 	if err != nil {
 		return c, err
@@ -110,6 +112,8 @@ func (c config) validate() error {
 		return errors.New("--auto-top-up-daily-max must not be negative")
 	case c.Replicas < 1 || c.Replicas > 5:
 		return fmt.Errorf("--replicas must be 1..5 (JetStream's range), got %d", c.Replicas)
+	case c.NATSAckWait <= 0:
+		return errors.New("--nats-ack-wait must be positive")
 	case c.Replicas > 1 && c.NATSURL == "":
 		return errors.New("--replicas above 1 needs --nats-url naming a NATS cluster: the embedded server is a single node")
 	case (c.NATSTLSCA != "" || c.NATSTLSCert != "" || c.NATSTLSKey != "") && c.NATSURL == "":

@@ -202,7 +202,7 @@ func openStore(ctx context.Context, cfg config, nc *nats.Conn, log *zap.Logger) 
 	if cfg.Store == "eventstore" {
 		return eventstore.New(ctx, cfg.EventStoreURL, log.Named("eventstore"), eventstore.Options{})
 	}
-	return jetstream.New(ctx, nc, jetstream.Options{Replicas: cfg.Replicas})
+	return jetstream.New(ctx, nc, jetstream.Options{Replicas: cfg.Replicas, AckWait: cfg.NATSAckWait})
 }
 
 func paymentGateway(cfg config, log *zap.Logger) (topup.Gateway, error) {
