@@ -169,3 +169,25 @@ func TestAuditRefusals(t *testing.T) {
 		t.Errorf("missing data dir: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
+
+// TestEnvironment: the global flags fall back on ledgerd's environment variables, and a flag
+// on the command line wins.
+func TestEnvironment(t *testing.T) {
+	for _, name := range []string{"NATS_URL", "NATS_USER", "NATS_PASSWORD", "NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY", "STORE", "EVENTSTORE_URL", "API_URL"} {
+		t.Setenv("LEDGER_"+name, "")
+	}
+	t.Setenv("LEDGER_NATS_LISTEN", "127.0.0.1:5222")
+	t.Setenv("LEDGER_HTTP_ADDR", "127.0.0.1:9090")
+	t.Setenv("LEDGER_DATA_DIR", "/var/lib/ledger")
+	t.Setenv("LEDGER_TOKEN", "")
+	t.Setenv("LEDGER_ADMIN_TOKEN", "s3cret")
+	inv, err := parseInvocation([]string{"balance", "acme", "--data-dir", "/elsewhere"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := globals{natsURL: "nats://127.0.0.1:5222", apiURL: "http://127.0.0.1:9090", dataDir: "/elsewhere",
+		token: "s3cret", store: "jetstream"}
+	if inv.globals != want {
+		t.Errorf("globals %+v, want %+v", inv.globals, want)
+	}
+}

@@ -74,10 +74,10 @@ func reportVerified(ctx context.Context, e *env, live *projections.DB, counted t
 		return err
 	}
 	if after == counted.checkpoint {
-		_, err = fmt.Fprintf(e.stdout, "ok: %d accounts, %d events verified\n", counted.accounts, counted.events)
+		_, err = fmt.Fprintf(e.stdout, "ok: %s, %s verified\n", plural(counted.accounts, "account"), plural(counted.events, "event"))
 		return err
 	}
-	_, err = fmt.Fprintf(e.stdout, "ok: at least %d accounts, %d events verified (ledgerd applied more events meanwhile)\n", counted.accounts, counted.events)
+	_, err = fmt.Fprintf(e.stdout, "ok: at least %s, %s verified (ledgerd applied more events meanwhile)\n", plural(counted.accounts, "account"), plural(counted.events, "event"))
 	return err
 }
 
@@ -194,4 +194,12 @@ func positionUnit(g globals) string {
 		return "log positions"
 	}
 	return "events"
+}
+
+// plural is "1 account", "2 accounts".
+func plural(n uint64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -67,6 +67,9 @@ func exitStatus(err error, stderr io.Writer, cmd *command) int {
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintln(stderr, "ledgerctl: interrupted")
+		return exitFailure
 	case errors.As(err, &usage):
 		fmt.Fprintf(stderr, "ledgerctl: %v\n\n", err)
 		printUsage(stderr, cmd)
