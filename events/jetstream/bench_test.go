@@ -332,3 +332,108 @@ func BenchmarkReadStream(b *testing.B) {
 		})
 	}
 }
+
+// The ratio benchmarks alternate the store and the raw engine pass by pass and report
+// both rates and their ratio: on a shared 2-core machine the load of other processes
+// drifts within seconds, and alternating cancels most of that drift out of the ratio.
+
+// BenchmarkIngestRatio: Append vs raw async publish, one batch of benchBatch events
+// each per iteration.
+func BenchmarkIngestRatio(b *testing.B) {
+	benchSetup(b)
+	ctx := context.Background()
+	storeRun, rawRun := benchEnv.runs.Add(1), benchEnv.runs.Add(1)
+	var storeTime, rawTime time.Duration
+	round := 0
+	for b.Loop() {
+		evs := benchBatchOf(storeRun, round, benchBatch)
+		start := time.Now()
+		for i, err := range benchEnv.store.Append(ctx, evs) {
+			if err != nil {
+				b.Fatalf("append %s v%d: %v", evs[i].AccountID, evs[i].Version, err)
+			}
+		}
+		storeTime += time.Since(start)
+
+		raw := benchBatchOf(rawRun, round, benchBatch)
+		msgs := make([]*nats.Msg, len(raw))
+		for i, e := range raw {
+			body, err := events.Marshal(e)
+			if err != nil {
+				b.Fatal(err)
+			}
+			msgs[i] = &nats.Msg{Subject: "raw.account." + e.AccountID, Data: body}
+		}
+		start = time.Now()
+		futures := make([]jetstream.PubAckFuture, len(msgs))
+		for i, m := range msgs {
+			f, err := benchEnv.js.PublishMsgAsync(m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			futures[i] = f
+		}
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				b.Fatal(err)
+			}
+		}
+		rawTime += time.Since(start)
+		round++
+	}
+	n := float64(round * benchBatch)
+	b.ReportMetric(n/storeTime.Seconds(), "store-events/s")
+	b.ReportMetric(n/rawTime.Seconds(), "raw-msgs/s")
+	b.ReportMetric(rawTime.Seconds()/storeTime.Seconds(), "ratio")
+}
+
+// BenchmarkRebuildRatio: ReadAll vs a raw ordered consumer over the same 20,000 events
+// per iteration.
+func BenchmarkRebuildRatio(b *testing.B) {
+	total := benchFill(b)
+	const perPass = 20_000
+	ctx := context.Background()
+	var storeTime, rawTime time.Duration
+	passes := 0
+	for b.Loop() {
+		after := total - perPass
+		start := time.Now()
+		seen := 0
+		if err := benchEnv.store.ReadAll(ctx, after, func(events.Envelope) error { seen++; return nil }); err != nil || seen != perPass {
+			b.Fatalf("ReadAll: %d events, %v", seen, err)
+		}
+		storeTime += time.Since(start)
+
+		start = time.Now()
+		cons, err := benchEnv.js.OrderedConsumer(ctx, StreamName, jetstream.OrderedConsumerConfig{
+			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: after + 1,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		rawSeen, size := 0, 0
+		done := make(chan struct{})
+		cc, err := cons.Consume(func(m jetstream.Msg) {
+			if rawSeen == perPass {
+				return
+			}
+			size += len(m.Data())
+			if rawSeen++; rawSeen == perPass {
+				close(done)
+			}
+		}, jetstream.PullMaxMessages(readBatchSizeDefault))
+		if err != nil {
+			b.Fatal(err)
+		}
+		<-done
+		cc.Stop()
+		rawTime += time.Since(start)
+		passes++
+	}
+	n := float64(passes * perPass)
+	b.ReportMetric(n/storeTime.Seconds(), "store-events/s")
+	b.ReportMetric(n/rawTime.Seconds(), "raw-msgs/s")
+	b.ReportMetric(rawTime.Seconds()/storeTime.Seconds(), "ratio")
+}

@@ -11,9 +11,10 @@ import (
 // decodeEnvelope produce and read exactly those bytes, faster: events.Marshal encodes
 // the payload, then re-scans and compacts it inside the outer object, and
 // events.Unmarshal validates and scans the payload twice more before decoding it. On
-// the ingest and rebuild paths that was over half of the store's own CPU time (see
-// BENCHMARKS.md), so this file writes and reads the outer object by hand and leaves
-// the payload, type names and upcasting to the events package.
+// the ingest and rebuild paths that was most of the store's own CPU time (see
+// bench_test.go), so this file writes and reads the outer object by hand, flat.go does
+// the payloads, and type names it does not know and upcasting stay with the events
+// package.
 //
 // Both fall back to the events codec for anything outside the plain shape it writes,
 // so they can only be faster, never different: tests compare them with the codec
@@ -30,11 +31,7 @@ func encodeEnvelope(e events.Envelope) ([]byte, error) {
 	if !plainJSONString(typ) || !rfc3339Year(occurred) || !rfc3339Year(recorded) {
 		return events.Marshal(e)
 	}
-	data, err := events.MarshalData(e.Data)
-	if err != nil {
-		return nil, err
-	}
-	b := make([]byte, 0, 160+len(e.AccountID)+len(typ)+len(data))
+	b := make([]byte, 0, 768) // a usage event is about 520 bytes
 	b = append(b, `{"id":"`...)
 	b = append(b, e.ID.String()...)
 	b = append(b, `","account_id":"`...)
@@ -48,9 +45,17 @@ func encodeEnvelope(e events.Envelope) ([]byte, error) {
 	b = append(b, `","recorded_at":"`...)
 	b = recorded.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","data":`...)
+	if ft := flatByName[typ]; ft != nil {
+		if out, ok := ft.encode(b, e.Data); ok {
+			return append(out, '}'), nil
+		}
+	}
+	data, err := events.MarshalData(e.Data)
+	if err != nil {
+		return nil, err
+	}
 	b = append(b, data...)
-	b = append(b, '}')
-	return b, nil
+	return append(b, '}'), nil
 }
 
 // plainJSONString reports whether encoding/json writes s as-is between quotes: printable
@@ -175,12 +180,22 @@ func decodePlain(b []byte) (e events.Envelope, ok bool) {
 	if e.OccurredAt.UnmarshalJSON(occurred) != nil || e.RecordedAt.UnmarshalJSON(recorded) != nil {
 		return events.Envelope{}, false
 	}
-	d, err := events.UnmarshalData(typ, data)
+	d, err := decodePayload(typ, data)
 	if err != nil {
 		return events.Envelope{}, false
 	}
 	e.Data = d
 	return e, true
+}
+
+// decodePayload returns what events.UnmarshalData(typ, raw) returns.
+func decodePayload(typ string, raw []byte) (events.Event, error) {
+	if ft := flatByName[typ]; ft != nil {
+		if d, ok := ft.decode(raw); ok {
+			return d, nil
+		}
+	}
+	return events.UnmarshalData(typ, raw)
 }
 
 // plainParser walks the outer object of an envelope.

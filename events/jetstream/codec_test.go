@@ -23,7 +23,7 @@ func codecSamples() []events.Envelope {
 		events.UsageCharged{UsageID: "call-1", UsageType: "call", Reason: "premium", Cause: "outside_package",
 			UsedAt: at, Amount: dec("0.4200"), Currency: "USD", UserID: "u<7>&", Quantity: "1",
 			Unit: "minute", Destination: "+44 \"79\" \\ é", ContentHash: "h"},
-		events.AdjustmentApplied{AdjustmentID: "adj", Amount: dec("-1.5"), Reason: "refund", UsageID: "call-1"},
+		events.AdjustmentApplied{AdjustmentID: "adj", Amount: dec("-1.5"), Reason: "refund café ✓", UsageID: "call-1"},
 		events.AlertSettingsChanged{LowBalanceThreshold: dec("25.0001")},
 		events.AutoTopUpConfigured{Enabled: true, Threshold: dec("20"), Amount: dec("100")},
 		events.TopUpRequested{TopUpID: "tu", Kind: events.TopUpAuto, Amount: dec("100")},
@@ -122,6 +122,93 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		}
 		if errGot == nil && !reflect.DeepEqual(got, want) {
 			t.Fatalf("decodeEnvelope\n got %#v\nwant %#v", got, want)
+		}
+	})
+}
+
+// TestFlatCodecCoversPayloads: every payload type takes the fast path, and its result
+// is the events codec's.
+func TestFlatCodecCoversPayloads(t *testing.T) {
+	for _, e := range codecSamples() {
+		typ := e.Data.EventType()
+		ft := flatByName[typ]
+		if ft == nil {
+			t.Fatalf("%s has no fast codec", typ)
+		}
+		want, err := events.MarshalData(e.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := ft.encode(nil, e.Data)
+		if ok && !bytes.Equal(got, want) {
+			t.Fatalf("%s: encode\n got %s\nwant %s", typ, got, want)
+		}
+		if !ok && !bytes.ContainsAny(want, `\`) && isASCII(want) {
+			t.Fatalf("%s: encode declined a plain payload %s", typ, want)
+		}
+		dec, ok := ft.decode(want)
+		wantDec, err := events.UnmarshalData(typ, want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok && !bytes.ContainsAny(want, `\`) {
+			t.Fatalf("%s: decode declined a plain payload %s", typ, want)
+		}
+		if ok && !reflect.DeepEqual(dec, wantDec) {
+			t.Fatalf("%s: decode\n got %#v\nwant %#v", typ, dec, wantDec)
+		}
+	}
+	if n := len(flatByName); n != 9 {
+		t.Fatalf("fast codec serves %d payload types, want 9", n)
+	}
+	// A type the fast codec cannot mirror is left to encoding/json.
+	type nested struct {
+		Inner struct{ A int } `json:"inner"`
+	}
+	if newFlatType(reflect.TypeFor[nested]()) != nil {
+		t.Fatal("fast codec accepted a nested struct")
+	}
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+func FuzzEncodeEnvelope(f *testing.F) {
+	f.Add("acme", "call-1", "+44 79", "0.42", int64(3), true, int64(1700000000123456789))
+	f.Add("a.b", "x<y>", "é", "-12.50", int64(-1), false, int64(0))
+	f.Add("", "", "\"", "1e3", int64(0), false, int64(-62135596800000000))
+	f.Fuzz(func(t *testing.T, account, usageID, dest, amount string, n int64, flag bool, nanos int64) {
+		amt, err := decimal.NewFromString(amount)
+		if err != nil {
+			return
+		}
+		at := time.Unix(0, nanos).In(time.FixedZone("Z9", 9*3600))
+		for _, d := range []events.Event{
+			events.UsageCharged{UsageID: usageID, Destination: dest, Amount: amt, UsedAt: at, UserID: dest},
+			events.TopUpFailed{TopUpID: usageID, Attempts: int(n), Suspended: flag, Reason: dest},
+			events.AutoTopUpConfigured{Enabled: flag, Threshold: amt},
+		} {
+			e := events.Envelope{ID: uuid.NewSHA1(uuid.Nil, []byte(usageID)), AccountID: account,
+				Version: uint64(n), OccurredAt: at, RecordedAt: at, Data: d}
+			want, errWant := events.Marshal(e)
+			got, errGot := encodeEnvelope(e)
+			if (errGot == nil) != (errWant == nil) || !bytes.Equal(got, want) {
+				t.Fatalf("encodeEnvelope\n got %s, %v\nwant %s, %v", got, errGot, want, errWant)
+			}
+			if errWant != nil {
+				continue
+			}
+			dec, errDec := decodeEnvelope(want)
+			canon, errCanon := events.Unmarshal(want)
+			if (errDec == nil) != (errCanon == nil) || (errDec == nil && !reflect.DeepEqual(dec, canon)) {
+				t.Fatalf("decodeEnvelope\n got %#v, %v\nwant %#v, %v", dec, errDec, canon, errCanon)
+			}
 		}
 	})
 }

@@ -193,6 +193,7 @@ func (c *chunk) decode() {
 func (s *Store) consume(ctx context.Context, spec readSpec, fn func(events.Envelope) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer context.AfterFunc(s.life, cancel)()
 
 	cfg := jetstream.OrderedConsumerConfig{
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
@@ -302,6 +303,13 @@ func (s *Store) consume(ctx context.Context, spec readSpec, fn func(events.Envel
 	}()
 	closed := cc.Closed()
 
+	// ended says why ctx is done: the caller's context, or Close.
+	ended := func() error {
+		if s.life.Err() != nil {
+			return errClosed
+		}
+		return ctx.Err()
+	}
 	for {
 		select {
 		case c, ok := <-ordered:
@@ -311,7 +319,7 @@ func (s *Store) consume(ctx context.Context, spec readSpec, fn func(events.Envel
 			select {
 			case <-c.ready:
 			case <-ctx.Done():
-				return ctx.Err()
+				return ended()
 			}
 			for _, e := range c.evs {
 				if err := fn(e); err != nil {
@@ -322,10 +330,10 @@ func (s *Store) consume(ctx context.Context, spec readSpec, fn func(events.Envel
 				return c.err
 			}
 		case <-ctx.Done():
-			return ctx.Err()
+			return ended()
 		case <-closed:
-			if err := ctx.Err(); err != nil {
-				return err
+			if ctx.Err() != nil {
+				return ended()
 			}
 			return fmt.Errorf("read %s: consumer closed (connection closed?)", StreamName)
 		}

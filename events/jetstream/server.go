@@ -25,7 +25,7 @@ type ServerConfig struct {
 	// writes. Default (0): the server's default (2m).
 	SyncInterval time.Duration
 	// SyncAlways fsyncs every write before it is acknowledged: no loss on a power cut, at
-	// a measured cost in publish throughput (see BENCHMARKS.md). Default false.
+	// a measured cost in publish throughput (figures in bench_test.go). Default false.
 	SyncAlways bool
 	// Username and Password, when Username is set, are required from every client.
 	Username string

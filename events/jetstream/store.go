@@ -102,6 +102,10 @@ type Store struct {
 	log    *zap.Logger
 	tips   *tipCache
 	closed atomic.Bool
+	// life ends with Close, which ends the reads still running (Subscribe runs until
+	// told to stop, and a store that is closed has nobody left to tell it).
+	life    context.Context
+	endLife context.CancelFunc
 }
 
 var _ events.Store = (*Store)(nil)
@@ -129,9 +133,10 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		// An update cannot weaken this today; checking keeps rule 2 true if that changes.
 		return nil, fmt.Errorf("jetstream store: stream %s allows delete or purge", StreamName)
 	}
+	life, endLife := context.WithCancel(context.Background())
 	return &Store{
 		js: js, stream: stream, opts: opts, log: opts.Logger,
-		tips: newTipCache(opts.TipCacheSize),
+		tips: newTipCache(opts.TipCacheSize), life: life, endLife: endLife,
 	}, nil
 }
 
@@ -163,10 +168,12 @@ func StreamConfig(opts Options) jetstream.StreamConfig {
 	}
 }
 
-// Close marks the store closed. Appends and reads in progress finish; new calls fail.
-// The NATS connection is the caller's to close.
+// Close ends the reads in progress (ReadAll, Subscribe and ReadStream return an error)
+// and makes new calls fail. Appends in progress finish. The NATS connection is the
+// caller's to close.
 func (s *Store) Close() error {
 	s.closed.Store(true)
+	s.endLife()
 	return nil
 }
 

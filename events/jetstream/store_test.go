@@ -487,3 +487,30 @@ func TestTipCacheIsBounded(t *testing.T) {
 		t.Fatal("disabled cache returned an entry")
 	}
 }
+
+// TestCloseEndsReads: a Subscribe runs until told to stop; closing the store tells it.
+func TestCloseEndsReads(t *testing.T) {
+	_, nc := RunTestServer(t)
+	s := newTestStore(t, nc, Options{})
+	mustAppend(t, s, []events.Envelope{opening("close")})
+	done := make(chan error, 1)
+	go func() { done <- s.Subscribe(context.Background(), 0, func(events.Envelope) error { return nil }) }()
+	time.Sleep(50 * time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, errClosed) {
+			t.Fatalf("Subscribe after Close: %v, want errClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Subscribe still running after Close")
+	}
+	if _, err := s.ReadStream(testCtx(t), "close", 0); err == nil {
+		t.Fatal("ReadStream after Close succeeded")
+	}
+	if err := s.Append(testCtx(t), []events.Envelope{charge("close", 2, "u")})[0]; err == nil {
+		t.Fatal("Append after Close succeeded")
+	}
+}
