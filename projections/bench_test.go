@@ -90,3 +90,43 @@ func BenchmarkApply(b *testing.B) {
 	// the machine.
 	b.ReportMetric(float64(applied)/cpu.Seconds(), "events/cpu-s")
 }
+
+// BenchmarkUsageSummary summarises an account of 100,000 usages over 100 days, interleaved
+// with another account's, over one day and over all of it.
+func BenchmarkUsageSummary(b *testing.B) {
+	db := openTest(b)
+	h := newHistory()
+	rng := rand.New(rand.NewPCG(3, 4))
+	const usages, days = 100_000, 100
+	mustApply(b, db, h.open("big", "10"), h.open("other", "10"))
+	evs := make([]events.Envelope, 0, batchSizeMaxDefault)
+	for i := 0; i < usages; i++ {
+		for _, a := range []string{"big", "other"} {
+			ty := []string{"sms", "whatsapp", "voice_agent", "forwarded_call"}[rng.IntN(4)]
+			u := usageOf(fmt.Sprintf("u-%d", i), ty, "", "0.0125", fmt.Sprintf("user-%d", rng.IntN(50)))
+			u.UsedAt = t0.Add(time.Duration(i) * 24 * time.Hour / usages * days)
+			evs = append(evs, h.ev(a, u))
+		}
+		if len(evs) >= batchSizeMaxDefault {
+			mustApply(b, db, evs...)
+			evs = evs[:0]
+		}
+	}
+	mustApply(b, db, evs...)
+	ctx := context.Background()
+	for _, bc := range []struct {
+		name     string
+		from, to time.Time
+	}{
+		{"one_day", t0.Add(50 * 24 * time.Hour), t0.Add(51 * 24 * time.Hour)},
+		{"all", time.Time{}, time.Time{}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := db.UsageSummary(ctx, "big", bc.from, bc.to); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
