@@ -338,13 +338,51 @@ func BenchmarkReadStream(b *testing.B) {
 // drifts within seconds, and alternating cancels most of that drift out of the ratio.
 
 // BenchmarkIngestRatio: Append vs raw async publish, one batch of benchBatch events
-// each per iteration.
+// each per iteration. A third side, "raw+occ", publishes with the two headers the store
+// needs (Nats-Msg-Id, expected last subject sequence, tracked in a map) and nothing
+// else: the gap between raw and raw+occ is what JetStream's de-duplication and
+// optimistic concurrency cost on the server, the gap between raw+occ and the store is
+// the store's own.
 func BenchmarkIngestRatio(b *testing.B) {
 	benchSetup(b)
 	ctx := context.Background()
-	storeRun, rawRun := benchEnv.runs.Add(1), benchEnv.runs.Add(1)
-	var storeTime, rawTime time.Duration
+	storeRun, rawRun, occRun := benchEnv.runs.Add(1), benchEnv.runs.Add(1), benchEnv.runs.Add(1)
+	lastSeq := make(map[string]uint64)
+	var storeTime, rawTime, occTime time.Duration
 	round := 0
+	publishAll := func(msgs []*nats.Msg, onAck func(i int, ack *jetstream.PubAck)) time.Duration {
+		start := time.Now()
+		futures := make([]jetstream.PubAckFuture, len(msgs))
+		for i, m := range msgs {
+			f, err := benchEnv.js.PublishMsgAsync(m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			futures[i] = f
+		}
+		for i, f := range futures {
+			select {
+			case ack := <-f.Ok():
+				if onAck != nil {
+					onAck(i, ack)
+				}
+			case err := <-f.Err():
+				b.Fatal(err)
+			}
+		}
+		return time.Since(start)
+	}
+	bodies := func(evs []events.Envelope) []*nats.Msg {
+		msgs := make([]*nats.Msg, len(evs))
+		for i, e := range evs {
+			body, err := events.Marshal(e)
+			if err != nil {
+				b.Fatal(err)
+			}
+			msgs[i] = &nats.Msg{Subject: "raw.account." + e.AccountID, Data: body}
+		}
+		return msgs
+	}
 	for b.Loop() {
 		evs := benchBatchOf(storeRun, round, benchBatch)
 		start := time.Now()
@@ -355,37 +393,23 @@ func BenchmarkIngestRatio(b *testing.B) {
 		}
 		storeTime += time.Since(start)
 
-		raw := benchBatchOf(rawRun, round, benchBatch)
-		msgs := make([]*nats.Msg, len(raw))
-		for i, e := range raw {
-			body, err := events.Marshal(e)
-			if err != nil {
-				b.Fatal(err)
-			}
-			msgs[i] = &nats.Msg{Subject: "raw.account." + e.AccountID, Data: body}
-		}
-		start = time.Now()
-		futures := make([]jetstream.PubAckFuture, len(msgs))
+		rawTime += publishAll(bodies(benchBatchOf(rawRun, round, benchBatch)), nil)
+
+		occ := benchBatchOf(occRun, round, benchBatch)
+		msgs := bodies(occ)
 		for i, m := range msgs {
-			f, err := benchEnv.js.PublishMsgAsync(m)
-			if err != nil {
-				b.Fatal(err)
-			}
-			futures[i] = f
-		}
-		for _, f := range futures {
-			select {
-			case <-f.Ok():
-			case err := <-f.Err():
-				b.Fatal(err)
+			m.Header = nats.Header{
+				jetstream.MsgIDHeader:               []string{occ[i].ID.String()},
+				jetstream.ExpectedLastSubjSeqHeader: []string{strconv.FormatUint(lastSeq[m.Subject], 10)},
 			}
 		}
-		rawTime += time.Since(start)
+		occTime += publishAll(msgs, func(i int, ack *jetstream.PubAck) { lastSeq[msgs[i].Subject] = ack.Sequence })
 		round++
 	}
 	n := float64(round * benchBatch)
 	b.ReportMetric(n/storeTime.Seconds(), "store-events/s")
 	b.ReportMetric(n/rawTime.Seconds(), "raw-msgs/s")
+	b.ReportMetric(n/occTime.Seconds(), "raw+occ-msgs/s")
 	b.ReportMetric(rawTime.Seconds()/storeTime.Seconds(), "ratio")
 }
 

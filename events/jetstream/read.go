@@ -138,12 +138,20 @@ func (s *Store) ReadAll(ctx context.Context, after uint64, fn func(events.Envelo
 
 // Subscribe is ReadAll that stays live; see events.Store. The ordered consumer
 // recreates itself after a reconnect or a lost consumer and resumes after the last
-// event it delivered. It returns ctx.Err() when ctx ends.
+// event it delivered. It returns ctx.Err() when ctx ends, and an error at once when after
+// is beyond the head of the store.
 func (s *Store) Subscribe(ctx context.Context, after uint64, fn func(events.Envelope) error) error {
-	if s.closed.Load() {
-		return errClosed
+	head, err := s.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("subscribe: %w", err)
 	}
-	err := s.consume(ctx, readSpec{start: after + 1, batch: s.opts.ReadBatchSize}, fn)
+	if after > head {
+		// A checkpoint the store has never reached means the read model belongs to
+		// another store (or this one lost data); waiting for the store to get there
+		// would silently skip every event until then.
+		return fmt.Errorf("subscribe after %d: store %s ends at %d", after, StreamName, head)
+	}
+	err = s.consume(ctx, readSpec{start: after + 1, batch: s.opts.ReadBatchSize}, fn)
 	if errors.Is(err, events.ErrStopped) {
 		return nil
 	}

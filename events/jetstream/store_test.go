@@ -514,3 +514,13 @@ func TestCloseEndsReads(t *testing.T) {
 		t.Fatal("Append after Close succeeded")
 	}
 }
+
+func TestSubscribeBeyondHeadFails(t *testing.T) {
+	_, nc := RunTestServer(t)
+	s := newTestStore(t, nc, Options{})
+	mustAppend(t, s, []events.Envelope{opening("beyond")})
+	h, _ := s.Head(testCtx(t))
+	if err := s.Subscribe(testCtx(t), h+5, func(events.Envelope) error { return nil }); err == nil {
+		t.Fatal("Subscribe from beyond the head did not fail")
+	}
+}
