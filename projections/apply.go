@@ -109,45 +109,46 @@ var errCheckpointMoved = errors.New("read-model checkpoint moved by another writ
 // (a gap in the stream) fails the whole batch: the read model never shows a balance it cannot
 // account for.
 func (db *DB) Apply(ctx context.Context, evs []events.Envelope) error {
-	return db.apply(ctx, evs, nil)
+	if len(evs) == 0 {
+		return nil
+	}
+	_, err := db.apply(ctx, evs, nil)
+	return err
 }
 
 // apply is Apply that, when expect is not nil, first checks that the stored checkpoint is
-// *expect and fails with errCheckpointMoved otherwise.
-func (db *DB) apply(ctx context.Context, evs []events.Envelope, expect *uint64) (err error) {
+// *expect and fails with errCheckpointMoved otherwise. It returns the checkpoint after the
+// batch.
+func (db *DB) apply(ctx context.Context, evs []events.Envelope, expect *uint64) (cp uint64, err error) {
 	if db.w == nil {
-		return errReadOnly
-	}
-	if len(evs) == 0 {
-		return nil
+		return 0, errReadOnly
 	}
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("apply: begin: %w", err)
+		return 0, fmt.Errorf("apply: begin: %w", err)
 	}
 	defer func() {
 		if err != nil {
 			tx.Rollback()
 		}
 	}()
-	cp, err := readCheckpoint(ctx, tx)
-	if err != nil {
-		return err
+	if cp, err = readCheckpoint(ctx, tx); err != nil {
+		return 0, err
 	}
 	if expect != nil && cp != *expect {
-		return fmt.Errorf("%w: stored %d, expected %d", errCheckpointMoved, cp, *expect)
+		return 0, fmt.Errorf("%w: stored %d, expected %d", errCheckpointMoved, cp, *expect)
 	}
 	b, last, err := db.applyTx(ctx, tx, cp, evs)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("apply: commit: %w", err)
+		return 0, fmt.Errorf("apply: commit: %w", err)
 	}
 	db.cache.keep(b.order, last)
-	return nil
+	return last, nil
 }
 
 // applyTx applies evs inside tx on top of checkpoint cp and stores the new checkpoint, which
@@ -180,10 +181,10 @@ func (db *DB) applyTx(ctx context.Context, tx *sql.Tx, cp uint64, evs []events.E
 	return b, last, nil
 }
 
-// accountCacheMax bounds the accounts kept in memory between batches (about 300 bytes
-// each): far more than are active at once, and a rebuild over millions of accounts does not
-// grow memory without end.
-const accountCacheMax = 200_000
+// accountCacheMax bounds the accounts kept in memory between batches (a few hundred bytes
+// each, so tens of MiB at most): far more than are active at once, and a rebuild over
+// millions of accounts does not grow memory without end.
+const accountCacheMax = 100_000
 
 // accountCache keeps the committed state of recently touched accounts between batches, so
 // that a batch reads from the table only the accounts it has not seen lately. It is valid

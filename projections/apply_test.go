@@ -392,4 +392,14 @@ func TestReadOnly(t *testing.T) {
 	if _, err := OpenReadOnly(db.Path() + ".missing"); err == nil {
 		t.Error("OpenReadOnly of a missing file succeeded")
 	}
+	// Also once the writer is gone and SQLite has folded the WAL into the file.
+	ro.Close()
+	db.Close()
+	if ro, err = OpenReadOnly(db.Path()); err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if a := mustAccount(t, ro, "a"); !a.Balance.Equal(dec("3")) {
+		t.Errorf("read-only after the writer closed sees balance %s, want 3", a.Balance)
+	}
 }

@@ -138,10 +138,11 @@ func (p *Projector) follow(ctx context.Context) (progressed bool, err error) {
 				applyCtx, stop = context.WithTimeout(context.WithoutCancel(ctx), shutdownFlushTimeout)
 				defer stop()
 			}
-			if aerr := p.db.apply(applyCtx, batch, &cp); aerr != nil {
+			next, aerr := p.db.apply(applyCtx, batch, &cp)
+			if aerr != nil {
 				return progressed, aerr
 			}
-			cp = batch[len(batch)-1].Position
+			cp = next
 			p.advance(cp)
 			progressed = true
 		}

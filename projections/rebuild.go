@@ -84,8 +84,40 @@ func (db *DB) catchUp(ctx context.Context, store events.Store, after, until uint
 }
 
 // readBatches calls fn with the store's events after position after, up to until (0: to the
-// end), in batches of at most rebuildBatchMax.
+// end), in batches of at most rebuildBatchMax. The store is read in a goroutine of its own
+// while fn applies the previous batch, so reading and writing overlap (two cores: one decodes,
+// one writes SQLite).
 func readBatches(ctx context.Context, store events.Store, after, until uint64, fn func([]events.Envelope) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan []events.Envelope, 2)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		readErr <- readInto(ctx, store, after, until, batches)
+	}()
+	for b := range batches {
+		if err := fn(b); err != nil {
+			cancel()
+			for range batches { // let the reader end
+			}
+			return err
+		}
+	}
+	return <-readErr
+}
+
+// readInto sends the store's events after position after (up to until, 0: to the end) to
+// out in batches of at most rebuildBatchMax.
+func readInto(ctx context.Context, store events.Store, after, until uint64, out chan<- []events.Envelope) error {
+	send := func(b []events.Envelope) error {
+		select {
+		case out <- b:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	batch := make([]events.Envelope, 0, rebuildBatchMax)
 	err := store.ReadAll(ctx, after, func(e events.Envelope) error {
 		if until != 0 && e.Position > until {
@@ -95,15 +127,15 @@ func readBatches(ctx context.Context, store events.Store, after, until uint64, f
 		if len(batch) < rebuildBatchMax {
 			return nil
 		}
-		err := fn(batch)
-		batch = batch[:0]
-		return err
+		full := batch
+		batch = make([]events.Envelope, 0, rebuildBatchMax)
+		return send(full)
 	})
 	if err != nil && !errors.Is(err, events.ErrStopped) {
 		return fmt.Errorf("read events after %d: %w", after, err)
 	}
 	if len(batch) > 0 {
-		return fn(batch)
+		return send(batch)
 	}
 	return nil
 }
