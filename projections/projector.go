@@ -111,9 +111,10 @@ func (p *Projector) follow(ctx context.Context) (progressed bool, err error) {
 	subCtx, cancel := context.WithCancel(ctx)
 	// The buffer lets the subscription read ahead while a batch is being written.
 	feed := make(chan events.Envelope, 2*p.opts.BatchSizeMax)
-	subDone := make(chan error, 1)
+	sub := &subscription{ended: make(chan struct{})}
 	go func() {
-		subDone <- p.store.Subscribe(subCtx, cp, func(e events.Envelope) error {
+		defer close(sub.ended)
+		sub.err = p.store.Subscribe(subCtx, cp, func(e events.Envelope) error {
 			select {
 			case feed <- e:
 				return nil
@@ -124,11 +125,11 @@ func (p *Projector) follow(ctx context.Context) (progressed bool, err error) {
 	}()
 	defer func() {
 		cancel()
-		<-subDone
+		<-sub.ended
 	}()
 	batch := make([]events.Envelope, 0, p.opts.BatchSizeMax)
 	for {
-		batch, err = p.gather(ctx, feed, subDone, batch[:0])
+		batch, err = p.gather(ctx, feed, sub, batch[:0])
 		if len(batch) > 0 {
 			applyCtx := ctx
 			if ctx.Err() != nil {
@@ -155,12 +156,12 @@ func (p *Projector) follow(ctx context.Context) (progressed bool, err error) {
 // gather collects up to BatchSizeMax events: it waits for a first one, then takes whatever
 // follows until the feed stays quiet for FlushDelay. It returns what it has with an error
 // when the subscription ends or ctx is done.
-func (p *Projector) gather(ctx context.Context, feed <-chan events.Envelope, subDone <-chan error, batch []events.Envelope) ([]events.Envelope, error) {
+func (p *Projector) gather(ctx context.Context, feed <-chan events.Envelope, sub *subscription, batch []events.Envelope) ([]events.Envelope, error) {
 	select {
 	case e := <-feed:
 		batch = append(batch, e)
-	case err := <-subDone:
-		return batch, subscriptionEnded(err)
+	case <-sub.ended:
+		return batch, sub.failure()
 	case <-ctx.Done():
 		return batch, ctx.Err()
 	}
@@ -187,8 +188,8 @@ func (p *Projector) gather(ctx context.Context, feed <-chan events.Envelope, sub
 			batch = append(batch, e)
 		case <-quiet.C:
 			return batch, nil
-		case err := <-subDone:
-			return batch, subscriptionEnded(err)
+		case <-sub.ended:
+			return batch, sub.failure()
 		case <-ctx.Done():
 			return batch, ctx.Err()
 		}
@@ -196,12 +197,20 @@ func (p *Projector) gather(ctx context.Context, feed <-chan events.Envelope, sub
 	return batch, nil
 }
 
-// subscriptionEnded turns the end of Subscribe, which only ends on failure, into an error.
-func subscriptionEnded(err error) error {
-	if err == nil {
-		err = errors.New("ended without error")
+// subscription is the store subscription feeding a follow: ended is closed when Subscribe
+// returned, with err.
+type subscription struct {
+	ended chan struct{}
+	err   error // written before ended is closed
+}
+
+// failure is the error of an ended subscription: Subscribe only ends when it fails (or is
+// cancelled), so even a nil error means the feed stopped.
+func (s *subscription) failure() error {
+	if s.err == nil {
+		return errors.New("store subscription ended without error")
 	}
-	return fmt.Errorf("subscribe: %w", err)
+	return fmt.Errorf("store subscription: %w", s.err)
 }
 
 // advance records a committed checkpoint and wakes the waiters.

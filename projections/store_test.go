@@ -336,3 +336,23 @@ func TestRebuildNewFile(t *testing.T) {
 		t.Errorf("checkpoint %d, want the store head %d (%v)", cp, head, err)
 	}
 }
+
+// TestProjectorOutlivesStoreFailure closes the store under a running Projector: Run keeps
+// retrying (and logging) instead of returning or hanging, and stops cleanly when told.
+func TestProjectorOutlivesStoreFailure(t *testing.T) {
+	s := testStore(t)
+	db := openTest(t)
+	h := newHistory()
+	last := appendAll(t, s, workload(h, []string{"a"}, 50))
+	p, stop := runProjector(t, db, s)
+	waitFor(t, p, last)
+	s.Close()
+	time.Sleep(300 * time.Millisecond) // a few failed attempts
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel while the store was failing")
+	}
+}
