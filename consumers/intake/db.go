@@ -3,8 +3,10 @@ package intake
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
+	"sync/atomic"
 
 	_ "modernc.org/sqlite" // pure-Go SQLite: `go run` needs no C toolchain
 )
@@ -12,7 +14,19 @@ import (
 // DB is the intake database.
 type DB struct {
 	sql *sql.DB
+	// lookups serves LookupUsages on their own connections: in WAL mode they read the last
+	// committed index while a large index transaction is being written, instead of
+	// queueing behind it on the one writing connection.
+	lookups *sql.DB
+	closed  atomic.Bool
 }
+
+// ErrClosed is returned by writes after Close: the process is stopping, and whatever was
+// not written is healed from the ledger stream by the next start.
+var ErrClosed = errors.New("intake db closed")
+
+// lookupConnsMax bounds the read connections of the usage index lookups.
+const lookupConnsMax = 2
 
 const schema = `
 CREATE TABLE IF NOT EXISTS usage_index (
@@ -48,6 +62,9 @@ func Open(path string) (*DB, error) {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", "busy_timeout(10000)")
+	// 64 MiB of page cache (the default is 2 MiB): the usage index takes inserts at
+	// random keys, and each miss of the cache is a read from the OS.
+	q.Add("_pragma", "cache_size(-65536)")
 	q.Add("_txlock", "immediate")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
@@ -59,11 +76,25 @@ func Open(path string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("create intake schema %s: %w", path, err)
 	}
-	return &DB{sql: db}, nil
+	r := url.Values{}
+	r.Add("_pragma", "busy_timeout(10000)")
+	r.Add("_pragma", "query_only(1)")
+	r.Add("_pragma", "cache_size(-16384)")
+	lookups, err := sql.Open("sqlite", "file:"+path+"?"+r.Encode())
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open intake db %s for lookups: %w", path, err)
+	}
+	lookups.SetMaxOpenConns(lookupConnsMax)
+	lookups.SetMaxIdleConns(lookupConnsMax)
+	return &DB{sql: db, lookups: lookups}, nil
 }
 
 // Close closes the database.
-func (db *DB) Close() error { return db.sql.Close() }
+func (db *DB) Close() error {
+	db.closed.Store(true)
+	return errors.Join(db.lookups.Close(), db.sql.Close())
+}
 
 // Checkpoint is the ledger position up to which every usage is known to be indexed.
 func (db *DB) Checkpoint(ctx context.Context) (uint64, error) {

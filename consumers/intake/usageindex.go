@@ -50,7 +50,7 @@ func (db *DB) lookupChunk(ctx context.Context, keys []UsageKey, found map[UsageK
 		args = append(args, k.AccountID, k.UsageID)
 	}
 	q.WriteString(")")
-	rows, err := db.sql.QueryContext(ctx, q.String(), args...)
+	rows, err := db.lookups.QueryContext(ctx, q.String(), args...)
 	if err != nil {
 		return fmt.Errorf("look up usage index: %w", err)
 	}
@@ -75,6 +75,14 @@ func (db *DB) PutUsages(ctx context.Context, usages []IndexedUsage) error {
 	if len(usages) == 0 {
 		return nil
 	}
+	err := db.putUsages(ctx, usages)
+	if err != nil && db.closed.Load() {
+		return fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	return err
+}
+
+func (db *DB) putUsages(ctx context.Context, usages []IndexedUsage) error {
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("index usages: %w", err)

@@ -131,9 +131,13 @@ func (w *Writer) appendCharges(ctx context.Context, batch []events.Envelope, own
 			errs[i] = err
 		}
 	}
+	// The whole batch goes to the index at once: one SQLite commit per account was a
+	// quarter of the ingest CPU.
+	var usages []intake.IndexedUsage
 	for id, evs := range durable {
-		w.applyAppended(ctx, accs[id], evs)
+		usages = w.applyDurable(accs[id], evs, usages)
 	}
+	w.indexUsages(usages)
 	return conflicted
 }
 
@@ -153,7 +157,7 @@ func (w *Writer) chargedHashes(ctx context.Context, usages []ledger.Usage, todo 
 	if len(misses) == 0 {
 		return charged, nil
 	}
-	found, err := w.index.LookupUsages(ctx, misses)
+	found, err := w.lookupUsages(ctx, misses)
 	if err != nil {
 		return nil, err
 	}

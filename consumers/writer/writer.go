@@ -49,6 +49,8 @@ type Writer struct {
 	log   *zap.Logger
 	opts  Options
 	cache *usageCache
+	// indexer writes the usage index off the hot path.
+	indexer *indexer
 
 	mu       sync.RWMutex
 	accounts map[string]*account
@@ -80,8 +82,36 @@ func New(store events.Store, index *intake.DB, log *zap.Logger, opts Options) *W
 	return &Writer{
 		store: store, index: index, log: log, opts: opts,
 		cache:    newUsageCache(opts.UsageCacheEntriesMax),
+		indexer:  newIndexer(index, log, indexPendingMax),
 		accounts: make(map[string]*account),
 	}
+}
+
+// indexPendingMax bounds the charged usages waiting for the usage index (about 250 bytes
+// each in memory): two full index transactions.
+const indexPendingMax = 2 * indexRowsPerTxMax
+
+// SyncIndex waits until every usage charged so far is in the durable usage index (it is
+// written behind the hot path; see indexer). A graceful shutdown calls it so that the
+// next start has nothing to re-index; tests call it before looking at the index.
+func (w *Writer) SyncIndex(ctx context.Context) error { return w.indexer.sync(ctx) }
+
+// lookupUsages returns the charged usages among keys: from the usages waiting for the
+// index, else from the durable index.
+func (w *Writer) lookupUsages(ctx context.Context, keys []intake.UsageKey) (map[intake.UsageKey]intake.IndexedUsage, error) {
+	found := make(map[intake.UsageKey]intake.IndexedUsage)
+	misses := w.indexer.lookup(keys, found)
+	if len(misses) == 0 {
+		return found, nil
+	}
+	stored, err := w.index.LookupUsages(ctx, misses)
+	if err != nil {
+		return nil, err
+	}
+	for k, u := range stored {
+		found[k] = u
+	}
+	return found, nil
 }
 
 // OnAppend registers fn to be called with the events this writer appended (after they
@@ -240,7 +270,7 @@ func (w *Writer) Execute(ctx context.Context, accountID string, cmd ledger.Comma
 		}
 		err = w.store.Append(ctx, evs)[0]
 		if err == nil {
-			w.applyAppended(ctx, acc, evs)
+			w.applyAppended(acc, evs)
 			return evs, nil
 		}
 		if !errors.Is(err, events.ErrConflict) || attempt >= w.opts.ConflictRetriesMax {
@@ -260,7 +290,7 @@ func (w *Writer) completeCommand(ctx context.Context, accountID string, cmd *led
 		return nil
 	}
 	key := intake.UsageKey{AccountID: accountID, UsageID: adj.Adjustment.UsageID}
-	found, err := w.index.LookupUsages(ctx, []intake.UsageKey{key})
+	found, err := w.lookupUsages(ctx, []intake.UsageKey{key})
 	if err != nil {
 		return err
 	}
@@ -275,8 +305,15 @@ func (w *Writer) completeCommand(ctx context.Context, accountID string, cmd *led
 
 // applyAppended moves the in-memory state past durable events, indexes their usages and
 // tells the observers. The caller holds acc.mu.
-func (w *Writer) applyAppended(ctx context.Context, acc *account, evs []events.Envelope) {
-	var usages []intake.IndexedUsage
+func (w *Writer) applyAppended(acc *account, evs []events.Envelope) {
+	w.indexUsages(w.applyDurable(acc, evs, nil))
+}
+
+// applyDurable moves the in-memory state past durable events and tells the observers. It
+// appends the usages among evs to usages and returns it: the caller indexes them, so that
+// a batch over many accounts writes the usage index in one transaction, not one per
+// account. The caller holds acc.mu.
+func (w *Writer) applyDurable(acc *account, evs []events.Envelope, usages []intake.IndexedUsage) []intake.IndexedUsage {
 	for _, e := range evs {
 		ledger.Evolve(acc.state, e)
 		if u, ok := e.Data.(events.UsageCharged); ok {
@@ -284,22 +321,20 @@ func (w *Writer) applyAppended(ctx context.Context, acc *account, evs []events.E
 		}
 	}
 	acc.publishView()
-	w.indexUsages(ctx, usages)
 	for _, fn := range w.onAppend {
 		fn(evs)
 	}
+	return usages
 }
 
-// indexUsages records charged usages in the cache and the durable index. A failure to
-// write the index is logged, not returned: the events are durable, and Load re-indexes
-// them from the stream after a restart.
-func (w *Writer) indexUsages(ctx context.Context, usages []intake.IndexedUsage) {
+// indexUsages records charged usages in the cache and hands them to the indexer, which
+// writes the durable index behind the hot path (and retries a failed write; the events
+// are durable either way, and Load re-indexes them from the stream after a restart).
+func (w *Writer) indexUsages(usages []intake.IndexedUsage) {
 	for _, u := range usages {
 		w.cache.put(u.UsageKey, u.ContentHash)
 	}
-	if err := w.index.PutUsages(ctx, usages); err != nil {
-		w.log.Error("usage index write failed; it heals on restart", zap.Error(err), zap.Int("usages", len(usages)))
-	}
+	w.indexer.add(usages)
 }
 
 // reload reads the events another writer appended to the account since our version.
@@ -317,7 +352,7 @@ func (w *Writer) reload(ctx context.Context, acc *account) error {
 		}
 	}
 	acc.publishView()
-	w.indexUsages(ctx, usages)
+	w.indexUsages(usages)
 	return nil
 }
 
