@@ -44,22 +44,29 @@ func parseConfig(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("ledgerd", flag.ContinueOnError)
 	str := func(p *string, name, def, usage string) { fs.StringVar(p, name, env(name, def), usage) }
+	// Secrets (and URLs that may carry them) are read from the environment after parsing,
+	// not given as flag defaults, so that --help and usage errors never print them.
+	secrets := map[string]*string{}
+	secret := func(p *string, name, usage string) {
+		fs.StringVar(p, name, "", usage+" (or env LEDGER_"+envName(name)+")")
+		secrets[name] = p
+	}
 	str(&c.DataDir, "data-dir", "./data", "where the embedded NATS server and the read models keep their files")
 	str(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "HTTP API listen address")
 	str(&c.NATSListen, "nats-listen", "127.0.0.1:4222", "client address of the embedded NATS server")
-	str(&c.NATSURL, "nats-url", "", "connect to this external NATS instead of embedding one")
+	secret(&c.NATSURL, "nats-url", "connect to this external NATS instead of embedding one")
 	str(&c.NATSUser, "nats-user", "", "NATS user name (embedded server: required from clients; external: used to connect)")
-	str(&c.NATSPassword, "nats-password", "", "NATS password, with --nats-user")
+	secret(&c.NATSPassword, "nats-password", "NATS password, with --nats-user")
 	str(&c.NATSTLSCA, "nats-tls-ca", "", "external NATS: PEM file of the CA that signed the server's certificate (turns TLS on)")
 	str(&c.NATSTLSCert, "nats-tls-cert", "", "external NATS: PEM client certificate, with --nats-tls-key, for servers that verify clients")
 	str(&c.NATSTLSKey, "nats-tls-key", "", "external NATS: PEM private key of --nats-tls-cert")
 	str(&c.JetStreamSync, "jetstream-sync", "", `embedded JetStream fsync policy: "always", or an interval like "1s" (default: the server's 2m; a process crash loses nothing either way)`)
 	str(&c.Store, "store", "jetstream", "where the ledger's event streams live: jetstream or eventstore")
-	str(&c.EventStoreURL, "eventstore-url", "", "EventStoreDB connection string, e.g. esdb://127.0.0.1:2113?tls=false")
+	secret(&c.EventStoreURL, "eventstore-url", "EventStoreDB connection string, e.g. esdb://127.0.0.1:2113?tls=false")
 	str(&c.PaymentGateway, "payment-gateway", "sandbox", "sandbox (approves every charge) or webhook")
-	str(&c.PaymentWebhookURL, "payment-webhook-url", "", "payment webhook URL, with --payment-gateway webhook")
-	str(&c.AdminToken, "admin-token", "", "bearer token required on every /v1 request")
-	str(&c.ReadToken, "read-token", "", "bearer token allowed for GET requests only")
+	secret(&c.PaymentWebhookURL, "payment-webhook-url", "payment webhook URL, with --payment-gateway webhook")
+	secret(&c.AdminToken, "admin-token", "bearer token required on every /v1 request")
+	secret(&c.ReadToken, "read-token", "bearer token allowed for GET requests only")
 	str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	var err error
 	intFlag := func(p *int, name string, def int, usage string) {
@@ -91,6 +98,13 @@ func parseConfig(args []string) (config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for name, p := range secrets {
+		if !given[name] {
+			*p = env(name, "")
+		}
+	}
 	return c, c.validate()
 }
 
@@ -120,14 +134,17 @@ func (c config) validate() error {
 		return errors.New("--nats-tls-* apply to an external NATS: set --nats-url")
 	case (c.NATSTLSCert == "") != (c.NATSTLSKey == ""):
 		return errors.New("--nats-tls-cert and --nats-tls-key go together")
+	case (c.NATSUser == "") != (c.NATSPassword == ""):
+		return errors.New("--nats-user and --nats-password go together")
+	case c.NATSURL == "" && c.NATSUser == "" && !isLoopback(c.NATSListen):
+		// Whoever reaches the embedded NATS can publish usage that charges any account:
+		// beyond loopback it needs authentication, HTTP tokens or not.
+		return fmt.Errorf("refusing to open the embedded NATS on %s without --nats-user/--nats-password: it listens on loopback only without them", c.NATSListen)
 	}
 	if c.AdminToken == "" && c.ReadToken == "" {
 		// API.md section 9: without tokens, only loopback.
 		if !isLoopback(c.HTTPAddr) {
 			return fmt.Errorf("refusing to serve HTTP on %s without --admin-token: without tokens ledgerd listens on loopback only", c.HTTPAddr)
-		}
-		if c.NATSURL == "" && c.NATSUser == "" && !isLoopback(c.NATSListen) {
-			return fmt.Errorf("refusing to open the embedded NATS on %s without --nats-user/--nats-password and --admin-token", c.NATSListen)
 		}
 	}
 	if c.ReadToken != "" && c.AdminToken == "" {
