@@ -201,21 +201,39 @@ type clusterLedger struct {
 	base    string
 	stop    context.CancelFunc
 	stopped chan error
+	once    sync.Once
+	err     error
+}
+
+// halt stops ledgerd gracefully (once) and returns what run returned.
+func (l *clusterLedger) halt() error {
+	l.once.Do(func() {
+		l.stop()
+		select {
+		case l.err = <-l.stopped:
+		case <-time.After(15 * time.Second):
+			l.err = errors.New("ledgerd did not stop within 15 s")
+		}
+	})
+	return l.err
 }
 
 func startLedgerOn(t *testing.T, cfg config) *clusterLedger {
 	t.Helper()
+	return startLedgerLogged(t, cfg, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Named("ledgerd"))
+}
+
+// startLedgerLogged runs ledgerd in-process on cfg, logging to log, and waits until it is
+// ready; it needs no NATS connection of its own (external or authenticated NATS).
+func startLedgerLogged(t *testing.T, cfg config, log *zap.Logger) *clusterLedger {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &clusterLedger{base: "http://" + cfg.HTTPAddr, stop: cancel, stopped: make(chan error, 1)}
-	log := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Named("ledgerd")
 	go func() { l.stopped <- run(ctx, cfg, log) }()
 	waitReady(t, l.base, l.stopped)
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-l.stopped:
-		case <-time.After(15 * time.Second):
-			t.Error("ledgerd did not stop within 15 s")
+		if err := l.halt(); err != nil {
+			t.Errorf("ledgerd stopped with %v", err)
 		}
 	})
 	return l
