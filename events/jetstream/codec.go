@@ -158,6 +158,15 @@ func decodePlain(b []byte) (e events.Envelope, ok bool) {
 			}
 		case "data":
 			bit = keyData
+			// events.Marshal writes the type first: then the payload is decoded in
+			// place, in the same pass that finds where it ends.
+			if ft := flatByName[typ]; ft != nil && seen&keyType != 0 {
+				if payload, okP := ft.decodeFrom(&p); okP {
+					e.Data = payload
+					break
+				}
+				return e, false
+			}
 			if data, ok = p.object(); !ok {
 				return e, false
 			}
@@ -180,11 +189,13 @@ func decodePlain(b []byte) (e events.Envelope, ok bool) {
 	if e.OccurredAt.UnmarshalJSON(occurred) != nil || e.RecordedAt.UnmarshalJSON(recorded) != nil {
 		return events.Envelope{}, false
 	}
-	d, err := decodePayload(typ, data)
-	if err != nil {
-		return events.Envelope{}, false
+	if e.Data == nil {
+		d, err := decodePayload(typ, data)
+		if err != nil {
+			return events.Envelope{}, false
+		}
+		e.Data = d
 	}
-	e.Data = d
 	return e, true
 }
 
@@ -213,19 +224,20 @@ func (p *plainParser) byte(c byte) bool {
 }
 
 // quoted reads a string of printable ASCII without escapes and returns it with its
-// quotes.
+// quotes. (The loops here work on locals: the compiler keeps them in registers, which
+// it cannot do for fields behind the pointer.)
 func (p *plainParser) quoted() ([]byte, bool) {
-	start := p.i
-	if !p.byte('"') {
+	b, start := p.b, p.i
+	if start >= len(b) || b[start] != '"' {
 		return nil, false
 	}
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		p.i++
-		switch {
-		case c == '"':
-			return p.b[start:p.i], true
-		case c < 0x20 || c > 0x7e || c == '\\':
+	for i := start + 1; i < len(b); i++ {
+		c := b[i]
+		if c == '"' {
+			p.i = i + 1
+			return b[start:p.i], true
+		}
+		if c < 0x20 || c > 0x7e || c == '\\' {
 			return nil, false
 		}
 	}
@@ -262,18 +274,17 @@ func (p *plainParser) uint() (uint64, bool) {
 // object returns the bytes of a JSON object by matching braces outside strings. It does
 // not validate the object: the payload decoder does, and any error there falls back.
 func (p *plainParser) object() ([]byte, bool) {
-	start := p.i
-	if !p.byte('{') {
+	b, start := p.b, p.i
+	if start >= len(b) || b[start] != '{' {
 		return nil, false
 	}
 	depth, inString := 1, false
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		p.i++
+	for i := start + 1; i < len(b); i++ {
+		c := b[i]
 		if inString {
 			switch c {
 			case '\\':
-				p.i++ // skip the escaped character
+				i++ // skip the escaped character
 			case '"':
 				inString = false
 			}
@@ -289,7 +300,8 @@ func (p *plainParser) object() ([]byte, bool) {
 				if c != '}' {
 					return nil, false
 				}
-				return p.b[start:p.i], true
+				p.i = i + 1
+				return b[start:p.i], true
 			}
 		}
 	}

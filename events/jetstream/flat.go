@@ -201,24 +201,46 @@ func plainJSONToken(j []byte) bool {
 // returns the payload as a value, like events.UnmarshalData; false for anything else.
 func (ft *flatType) decode(raw []byte) (events.Event, bool) {
 	p := plainParser{b: raw}
+	d, ok := ft.decodeFrom(&p)
+	return d, ok && p.i == len(raw)
+}
+
+// decodeFrom decodes the object at p's position and leaves p after it.
+func (ft *flatType) decodeFrom(p *plainParser) (events.Event, bool) {
 	if !p.byte('{') {
 		return nil, false
 	}
 	v := reflect.New(ft.typ).Elem()
 	if p.byte('}') {
-		return v.Interface().(events.Event), p.i == len(raw)
+		return v.Interface().(events.Event), true
 	}
 	var seen uint64
+	next := 0 // the field encode writes next, tried before the map
 	for {
 		key, ok := p.str()
 		if !ok || !p.byte(':') {
 			return nil, false
 		}
-		pos, ok := ft.byKey[string(key)]
-		if !ok || seen&(1<<pos) != 0 {
+		pos := -1
+		for i := next; i < len(ft.fields); i++ {
+			if ft.fields[i].key == string(key) {
+				pos = i
+				break
+			}
+			if !ft.fields[i].omitEmpty {
+				break // encode always writes this one: the key is not a later field
+			}
+		}
+		if pos < 0 {
+			if pos, ok = ft.byKey[string(key)]; !ok {
+				return nil, false
+			}
+		}
+		if seen&(1<<pos) != 0 {
 			return nil, false
 		}
 		seen |= 1 << pos
+		next = pos + 1
 		f := ft.fields[pos]
 		fv := v.Field(f.index)
 		switch f.kind {
@@ -256,7 +278,7 @@ func (ft *flatType) decode(raw []byte) (events.Event, bool) {
 		if p.byte(',') {
 			continue
 		}
-		if !p.byte('}') || p.i != len(raw) {
+		if !p.byte('}') {
 			return nil, false
 		}
 		return v.Interface().(events.Event), true
@@ -266,24 +288,27 @@ func (ft *flatType) decode(raw []byte) (events.Event, bool) {
 // text reads a string without escapes or control characters; valid UTF-8 is taken as
 // it is, as encoding/json does.
 func (p *plainParser) text() ([]byte, bool) {
-	if !p.byte('"') {
+	b, start := p.b, p.i
+	if start >= len(b) || b[start] != '"' {
 		return nil, false
 	}
-	start := p.i
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		switch {
-		case c == '"':
-			s := p.b[start:p.i]
-			p.i++
-			if !utf8.Valid(s) {
+	ascii := true
+	for i := start + 1; i < len(b); i++ {
+		c := b[i]
+		if c == '"' {
+			s := b[start+1 : i]
+			if !ascii && !utf8.Valid(s) {
 				return nil, false // encoding/json would substitute U+FFFD
 			}
+			p.i = i + 1
 			return s, true
-		case c < 0x20 || c == '\\':
+		}
+		if c < 0x20 || c == '\\' {
 			return nil, false
 		}
-		p.i++
+		if c >= 0x80 {
+			ascii = false
+		}
 	}
 	return nil, false
 }

@@ -20,9 +20,6 @@ const (
 	// per event, small enough that a live subscriber is not kept waiting (a chunk is
 	// also handed on as soon as the consumer has nothing more pending).
 	chunkSizeMax = 256
-	// directReadMax is the longest tail of an account stream that ReadStream fetches by
-	// direct gets, one round trip each, instead of creating a consumer.
-	directReadMax = 16
 	// decodeWorkersMax bounds the goroutines decoding events for one read.
 	decodeWorkersMax = 4
 	// consumerInactiveThreshold lets the server drop a read's consumer that the store
@@ -53,22 +50,6 @@ func (s *Store) ReadStream(ctx context.Context, accountID string, afterVersion u
 	s.tips.put(accountID, tip{version: last.version, seq: last.seq})
 
 	count := last.version - afterVersion
-	first := record{seq: 1, version: 1}
-	switch {
-	case count == 1:
-		first = last
-	case afterVersion > 0:
-		// Skip to the first wanted event instead of reading the account from its start:
-		// an old account holds millions of events and a reload wants the last few.
-		first, found, err = s.atVersion(ctx, subject, afterVersion+1, last.seq)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", subject, err)
-		}
-		if !found {
-			return nil, fmt.Errorf("read %s: v%d not found below v%d at seq %d", subject, afterVersion+1, last.version, last.seq)
-		}
-	}
-
 	out := make([]events.Envelope, 0, count)
 	collect := func(e events.Envelope) error {
 		want := afterVersion + uint64(len(out)) + 1
@@ -78,14 +59,44 @@ func (s *Store) ReadStream(ctx context.Context, accountID string, afterVersion u
 		out = append(out, e)
 		return nil
 	}
-	if count <= directReadMax {
-		err = s.readDirect(ctx, subject, first.seq, last.seq, collect)
-	} else {
-		err = s.consume(ctx, readSpec{
-			filter: subject, start: first.seq, stop: last.seq,
-			batch: int(min(count, uint64(s.opts.ReadBatchSize))),
-		}, collect)
+	// A short tail (a reload after a conflict) is fetched by following the links back
+	// from the last event: a round trip per event and no consumer to set up.
+	if count <= walkBackMax {
+		recs, ok, err := s.walkBack(ctx, subject, last, afterVersion+1)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			for _, r := range recs {
+				e, err := decodeEnvelope(r.msg.Data)
+				if err != nil {
+					return nil, fmt.Errorf("read %s at seq %d: %w", subject, r.seq, err)
+				}
+				e.Position = r.seq
+				if err := collect(e); err != nil {
+					return nil, err
+				}
+			}
+			return out, nil
+		}
 	}
+	start := uint64(1)
+	if afterVersion > 0 {
+		// Skip to the first wanted event instead of reading the account from its start:
+		// an old account holds millions of events and a reload wants the last few.
+		first, found, err := s.search(ctx, subject, afterVersion+1, last.seq)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", subject, err)
+		}
+		if !found {
+			return nil, fmt.Errorf("read %s: v%d not found below v%d at seq %d", subject, afterVersion+1, last.version, last.seq)
+		}
+		start = first.seq
+	}
+	err = s.consume(ctx, readSpec{
+		filter: subject, start: start, stop: last.seq,
+		batch: int(min(count, uint64(s.opts.ReadBatchSize))),
+	}, collect)
 	if err != nil {
 		return nil, err
 	}
@@ -93,29 +104,6 @@ func (s *Store) ReadStream(ctx context.Context, accountID string, afterVersion u
 		return nil, fmt.Errorf("read %s: got %d events after v%d, want %d", subject, len(out), afterVersion, count)
 	}
 	return out, nil
-}
-
-// readDirect walks a subject from seq start to stop with direct gets.
-func (s *Store) readDirect(ctx context.Context, subject string, start, stop uint64, fn func(events.Envelope) error) error {
-	for seq := start; seq <= stop; {
-		m, err := s.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
-		if err != nil {
-			return fmt.Errorf("read %s at seq %d: %w", subject, seq, err)
-		}
-		if m.Sequence > stop {
-			return nil
-		}
-		e, err := decodeEnvelope(m.Data)
-		if err != nil {
-			return fmt.Errorf("read %s at seq %d: %w", subject, m.Sequence, err)
-		}
-		e.Position = m.Sequence
-		if err := fn(e); err != nil {
-			return err
-		}
-		seq = m.Sequence + 1
-	}
-	return nil
 }
 
 // ReadAll delivers every event after position after up to the head at call time; see

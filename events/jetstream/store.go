@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -458,7 +459,7 @@ func (a *appender) checkTip(g *group) {
 	case last.version >= ev.Version:
 		at := last
 		if last.version > ev.Version {
-			at, found, err = a.s.atVersion(a.ctx, g.subject, ev.Version, last.seq-1)
+			at, found, err = a.s.atVersion(a.ctx, g.subject, ev.Version, last)
 			if err != nil {
 				a.fail(g, fmt.Errorf("append %s v%d: %w", g.subject, ev.Version, err))
 				return
@@ -544,12 +545,21 @@ type record struct {
 	seq     uint64
 	version uint64
 	id      uuid.UUID
+	// prev is the stream sequence of the account's previous event: the expected last
+	// subject sequence the event was written with, which JetStream keeps among its
+	// headers. It links an account's events backwards (0 for version 1).
+	prev    uint64
+	hasPrev bool
+	msg     *jetstream.RawStreamMsg
 }
 
 // parseRecord reads version and id from the headers the store writes, falling back to
 // the body for a message that lacks them.
 func parseRecord(m *jetstream.RawStreamMsg) (record, error) {
-	rec := record{seq: m.Sequence}
+	rec := record{seq: m.Sequence, msg: m}
+	if prev, err := strconv.ParseUint(m.Header.Get(jetstream.ExpectedLastSubjSeqHeader), 10, 64); err == nil {
+		rec.prev, rec.hasPrev = prev, true
+	}
 	v, errV := strconv.ParseUint(m.Header.Get(VersionHeader), 10, 64)
 	id, errID := uuid.Parse(m.Header.Get(jetstream.MsgIDHeader))
 	if errV == nil && errID == nil {
@@ -580,11 +590,59 @@ func (s *Store) lastOf(ctx context.Context, subject string) (record, bool, error
 	return rec, true, nil
 }
 
-// atVersion finds the event with the given version of a subject whose events all sit at
+// walkBackMax is the longest distance atVersion and ReadStream cover by following the
+// previous-sequence links, one direct get per event, before they switch to the binary
+// search (about log2 of the stream length in direct gets).
+const walkBackMax = 16
+
+// atVersion finds the event with the given version of the account stream that ends at
+// last (last.version > version).
+func (s *Store) atVersion(ctx context.Context, subject string, version uint64, last record) (record, bool, error) {
+	if last.version-version <= walkBackMax {
+		recs, ok, err := s.walkBack(ctx, subject, last, version)
+		if err != nil || ok {
+			if !ok {
+				return record{}, false, err
+			}
+			return recs[0], true, nil
+		}
+	}
+	return s.search(ctx, subject, version, last.seq-1)
+}
+
+// walkBack follows the previous-sequence links from last down to the given version
+// and returns the events from version to last in order. ok is false when a link is
+// missing or does not lead to the account's previous version (a message not written by
+// this store); the caller then searches instead.
+func (s *Store) walkBack(ctx context.Context, subject string, last record, version uint64) ([]record, bool, error) {
+	recs := []record{last}
+	for cur := last; cur.version > version; {
+		if !cur.hasPrev || cur.prev == 0 || cur.prev >= cur.seq {
+			return nil, false, nil
+		}
+		m, err := s.stream.GetMsg(ctx, cur.prev)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("read %s at seq %d: %w", subject, cur.prev, err)
+		}
+		prev, err := parseRecord(m)
+		if err != nil || m.Subject != subject || prev.version != cur.version-1 {
+			return nil, false, nil
+		}
+		recs = append(recs, prev)
+		cur = prev
+	}
+	slices.Reverse(recs)
+	return recs, true, nil
+}
+
+// search finds the event with the given version of a subject whose events all sit at
 // stream sequences <= hi. Versions grow with stream sequence, so a binary search over
 // sequences with direct gets ("first message of the subject at or after seq") needs
 // about log2(hi) round trips, however long the account stream is.
-func (s *Store) atVersion(ctx context.Context, subject string, version, hi uint64) (record, bool, error) {
+func (s *Store) search(ctx context.Context, subject string, version, hi uint64) (record, bool, error) {
 	lo := uint64(1)
 	for lo <= hi {
 		mid := lo + (hi-lo)/2

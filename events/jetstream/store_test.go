@@ -524,3 +524,54 @@ func TestSubscribeBeyondHeadFails(t *testing.T) {
 		t.Fatal("Subscribe from beyond the head did not fail")
 	}
 }
+
+// TestReadsWithoutLinks: events written by something other than this store (no expected
+// sequence header, so no link to the previous event) are still found, by the search.
+func TestReadsWithoutLinks(t *testing.T) {
+	_, nc := RunTestServer(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newTestStore(t, nc, Options{TipCacheSize: -1})
+	const n = 40
+	var evs []events.Envelope
+	for v := uint64(1); v <= n; v++ {
+		ev := charge("nolinks", v, fmt.Sprintf("u-%d", v))
+		if v == 1 {
+			ev = opening("nolinks")
+		}
+		body, err := events.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack, err := js.PublishMsg(testCtx(t), &nats.Msg{Subject: Subject("nolinks"), Data: body},
+			jetstream.WithMsgID(ev.ID.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev.Position = ack.Sequence
+		evs = append(evs, ev)
+		mustAppend(t, s, []events.Envelope{charge("other", v, fmt.Sprintf("o-%d", v))})
+	}
+	for _, after := range []uint64{0, 1, 20, 30, 38, 39, 40} {
+		got, err := s.ReadStream(testCtx(t), "nolinks", after)
+		if err != nil {
+			t.Fatalf("after %d: %v", after, err)
+		}
+		if len(got) != n-int(after) {
+			t.Fatalf("after %d: %d events, want %d", after, len(got), n-int(after))
+		}
+		for i, e := range got {
+			if want := evs[int(after)+i]; e.ID != want.ID || e.Version != want.Version || e.Position != want.Position {
+				t.Fatalf("after %d: event %d is %s v%d at %d, want %s v%d at %d", after, i, e.ID, e.Version, e.Position, want.ID, want.Version, want.Position)
+			}
+		}
+	}
+	// A retry of an old event finds it by the search too.
+	retry := []events.Envelope{charge("nolinks", 35, "u-35")}
+	if err := s.Append(testCtx(t), retry)[0]; err != nil || retry[0].Position != evs[34].Position {
+		t.Fatalf("retry of v35: %v at %d, want success at %d", err, retry[0].Position, evs[34].Position)
+	}
+	mustAppend(t, s, []events.Envelope{charge("nolinks", n+1, "next")})
+}
