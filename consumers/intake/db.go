@@ -65,6 +65,10 @@ func Open(path string) (*DB, error) {
 	// 64 MiB of page cache (the default is 2 MiB): the usage index takes inserts at
 	// random keys, and each miss of the cache is a read from the OS.
 	q.Add("_pragma", "cache_size(-65536)")
+	// Checkpoint the WAL every 20,000 pages (80 MiB) instead of 1,000: an index page that
+	// several transactions rewrote is copied back once. Measured with 16,384-row
+	// transactions on a 500,000-row index: 27 -> 17 us per row.
+	q.Add("_pragma", "wal_autocheckpoint(20000)")
 	q.Add("_txlock", "immediate")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
