@@ -50,6 +50,10 @@ type Options struct {
 	// Logger receives what the store recovers from on its own (consumer resets after a
 	// reconnect). Default: no logging.
 	Logger *zap.Logger
+
+	// noDirect turns direct get off on a single server too, so that tests cover the
+	// leader-read path a replicated stream takes.
+	noDirect bool
 }
 
 // Defaults of Options.
@@ -144,7 +148,11 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 // StreamConfig is the configuration of the LEDGER stream (DESIGN rule 2): immutable (no
 // delete, no purge, no rollup), no limit that could ever drop an event (and DiscardNew,
 // so that a limit set by an operator refuses new writes instead of dropping old
-// facts), file storage, direct get for the store's one-message lookups.
+// facts), file storage.
+//
+// Direct get (fast one-message lookups) is on for a single replica only: on a
+// replicated stream followers answer direct gets too, possibly a little behind, and the
+// lookups that settle conflicts and retries must see the leader's state.
 func StreamConfig(opts Options) jetstream.StreamConfig {
 	opts = opts.withDefaults()
 	return jetstream.StreamConfig{
@@ -165,7 +173,7 @@ func StreamConfig(opts Options) jetstream.StreamConfig {
 		DenyDelete:        true,
 		DenyPurge:         true,
 		AllowRollup:       false,
-		AllowDirect:       true,
+		AllowDirect:       opts.Replicas == 1 && !opts.noDirect,
 	}
 }
 

@@ -52,6 +52,17 @@ func TestContract(t *testing.T) {
 		// Every append looks the account up: the path a fresh process takes.
 		storetest.Run(t, func(t *testing.T) events.Store { return newTestStore(t, nc, Options{TipCacheSize: -1}) })
 	})
+	t.Run("leader reads", func(t *testing.T) {
+		// A replicated stream has no direct get; every lookup goes to the leader.
+		srv, _ := RunTestServer(t)
+		storetest.Run(t, func(t *testing.T) events.Store {
+			s := newTestStore(t, ConnectTestServer(t, srv), Options{noDirect: true})
+			if s.stream.CachedInfo().Config.AllowDirect {
+				t.Fatal("direct get still on")
+			}
+			return s
+		})
+	})
 	t.Run("connection per store", func(t *testing.T) {
 		storetest.Run(t, func(t *testing.T) events.Store {
 			return newTestStore(t, ConnectTestServer(t, srv), Options{TipCacheSize: 4})
@@ -249,6 +260,9 @@ func TestStreamIsImmutable(t *testing.T) {
 	}
 	if got, _ := s.ReadStream(testCtx(t), "immutable", 0); len(got) != 1 {
 		t.Fatalf("stream holds %d events after delete attempts", len(got))
+	}
+	if !cfg.AllowDirect || StreamConfig(Options{Replicas: 3}).AllowDirect {
+		t.Fatal("direct get must be on for one replica and off for a replicated stream")
 	}
 	// Re-opening with other options keeps the stream immutable.
 	s2 := newTestStore(t, nc, Options{DuplicateWindow: time.Minute})
