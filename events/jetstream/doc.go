@@ -17,6 +17,16 @@
 // wrong-last-sequence error; the store then looks at the event at that version and
 // reports success when it is the same event.
 //
+// The expected-sequence header stays on the stored message, so every event also points
+// at its account's previous event: ReadStream fetches a short tail (a reload after a
+// conflict) by following those links back from the account's last event, and searches
+// by sequence only for long tails or messages without the link.
+//
 // Reads use ordered consumers (they recreate themselves after a reconnect) with large
 // pulls, and decode events on several cores while handing them to the caller in order.
+// Bodies are written and read by a codec (codec.go, flat.go) that produces and accepts
+// exactly what events.Marshal and events.Unmarshal do, several times faster, and hands
+// anything unusual to the events package.
+//
+// A Store is safe for concurrent use; several stores may share one connection.
 package jetstream
