@@ -87,7 +87,7 @@ func readUsageBody(w http.ResponseWriter, r *http.Request) ([]json.RawMessage, e
 func (s *Server) publishUsages(ctx context.Context, usages []ledger.Usage, raws []json.RawMessage) error {
 	acks := make([]jetstream.PubAckFuture, len(usages))
 	for i, u := range usages {
-		msg := &nats.Msg{Subject: ingest.UsageSubjectPrefix + u.AccountID, Data: raws[i], Header: nats.Header{}}
+		msg := &nats.Msg{Subject: ingest.Subject(u.AccountID), Data: raws[i], Header: nats.Header{}}
 		msg.Header.Set(jetstream.MsgIDHeader, u.AccountID+"/"+u.Charge.UsageID+"/"+u.Charge.ContentHash)
 		f, err := s.js.PublishMsgAsync(msg)
 		if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -210,7 +209,7 @@ func (c *Consumer) rejections(batch []Message, outcomes []error) []intake.Reject
 		errors.As(outcomes[i], &e)
 		rs = append(rs, intake.Rejection{
 			ID: intake.RejectionID(m.Seq), Seq: m.Seq, ReceivedAt: m.ReceivedAt, Subject: m.Subject,
-			AccountID: strings.TrimPrefix(m.Subject, UsageSubjectPrefix),
+			AccountID: AccountOf(m.Subject),
 			Reason:    e.Reason, Message: e.Message, Payload: m.Data,
 		})
 	}
@@ -231,7 +230,7 @@ func Decode(subject string, data []byte) (ledger.Usage, error) {
 	if err != nil {
 		return u, err
 	}
-	if want := strings.TrimPrefix(subject, UsageSubjectPrefix); want != u.AccountID {
+	if subject != Subject(u.AccountID) {
 		return u, ledger.Errorf(ledger.EINVALID, "subject_mismatch", "account_id %q does not match subject %q", u.AccountID, subject)
 	}
 	return u, nil

@@ -3,9 +3,12 @@ package ingest
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	ledgerjs "github.com/telephony/creditledger/events/jetstream"
 )
 
 // Names of the platform's inbox.
@@ -15,6 +18,24 @@ const (
 	UsageSubjects      = "usage.>"
 	DurableName        = "ledger-ingest"
 )
+
+// Subject is the USAGE subject of an account: usage.{account_id}. An id that starts or
+// ends with "." or holds ".." would make an empty subject token, which NATS refuses; such
+// empty tokens are written "~" (no id can hold it), as in the LEDGER and ALERTS subjects.
+func Subject(accountID string) string {
+	return UsageSubjectPrefix + strings.TrimPrefix(ledgerjs.Subject(accountID), ledgerjs.SubjectPrefix)
+}
+
+// AccountOf is the account id a USAGE subject stands for (the inverse of Subject).
+func AccountOf(subject string) string {
+	tokens := strings.Split(strings.TrimPrefix(subject, UsageSubjectPrefix), ".")
+	for i, t := range tokens {
+		if t == "~" {
+			tokens[i] = ""
+		}
+	}
+	return strings.Join(tokens, ".")
+}
 
 // usagePayloadStoredMax is the largest message the USAGE stream accepts. Bigger
 // publishes are refused by the server, so the publisher learns at once and nothing is
