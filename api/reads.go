@@ -54,12 +54,30 @@ func (s *Server) getMovementsCSV(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="`+id+`-movements.csv"`)
-	if err := s.reads.WriteMovementsCSV(r.Context(), w, id, f); err != nil {
+	out := &sentWriter{w: w}
+	if err := s.reads.WriteMovementsCSV(r.Context(), out, id, f); err != nil {
+		if !out.sent {
+			// Nothing went out yet (an invalid cursor): an ordinary error answer.
+			w.Header().Del("Content-Disposition")
+			s.writeError(w, r, err)
+			return
+		}
 		// The header is sent; all we can do is cut the stream short so the client sees an
 		// incomplete file rather than a silently truncated one that looks whole.
 		s.log.Sugar().Warnw("movements export aborted", "account_id", id, "error", err)
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// sentWriter notes whether anything was written, i.e. whether the status is sent.
+type sentWriter struct {
+	w    http.ResponseWriter
+	sent bool
+}
+
+func (s *sentWriter) Write(p []byte) (int, error) {
+	s.sent = true
+	return s.w.Write(p)
 }
 
 func (s *Server) getUsageSummary(w http.ResponseWriter, r *http.Request) {
