@@ -63,4 +63,3 @@ func pathID(r *http.Request, name, field string) (string, error) {
 func missing(field string) error {
 	return ledger.Errorf(ledger.EINVALID, "missing_field", "%s is required", field)
 }
-
