@@ -14,40 +14,21 @@ type topUpBody struct {
 // postTopUp requests a one-time top-up: 202 with the new pending top-up; the same
 // top_up_id and amount again answers the existing top-up (200); another amount is 409.
 func (s *Server) postTopUp(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r, "account_id", "account_id")
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	var body topUpBody
-	if err := decodeBody(w, r, bodyBytesMax, &body); err != nil {
-		s.writeError(w, r, err)
-		return
+	if id, created, ok := s.execute(w, r, &body, body.command); ok {
+		s.writeTopUp(w, r, id, *body.TopUpID, statusFor(created, http.StatusAccepted))
 	}
-	if body.TopUpID == nil {
-		s.writeError(w, r, missing("top_up_id"))
-		return
+}
+
+func (b *topUpBody) command() (ledger.Command, error) {
+	if b.TopUpID == nil {
+		return nil, missing("top_up_id")
 	}
-	if err := ledger.CheckID("top_up_id", *body.TopUpID); err != nil {
-		s.writeError(w, r, err)
-		return
+	if err := ledger.CheckID("top_up_id", *b.TopUpID); err != nil {
+		return nil, err
 	}
-	amount, err := requiredAmount("amount", body.Amount, ledger.ParsePositive)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	evs, err := s.writer.Execute(r.Context(), id, ledger.RequestTopUp{TopUpID: *body.TopUpID, Amount: amount})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.waitForReadModels(r.Context(), evs)
-	status := http.StatusOK
-	if len(evs) > 0 {
-		status = http.StatusAccepted
-	}
-	s.writeTopUp(w, r, id, *body.TopUpID, status)
+	amount, err := requiredAmount("amount", b.Amount, ledger.ParsePositive)
+	return ledger.RequestTopUp{TopUpID: *b.TopUpID, Amount: amount}, err
 }
 
 func (s *Server) getTopUp(w http.ResponseWriter, r *http.Request) {
