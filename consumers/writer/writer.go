@@ -26,6 +26,11 @@ type Options struct {
 	ConflictRetriesMax int
 	// UsageCacheEntriesMax bounds the in-memory cache of charged usage ids. Default 1<<20.
 	UsageCacheEntriesMax int
+	// UsageFilterBits sizes the Bloom filter that spares the usage index a lookup for
+	// usages never charged (see usageFilter): 4 bits per usage key, about 0.04% false
+	// positives at 10 million usages, 8% at 50 million. Default 1<<28 (32 MiB);
+	// negative disables it.
+	UsageFilterBits int
 }
 
 func (o Options) withDefaults() Options {
@@ -37,6 +42,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.UsageCacheEntriesMax <= 0 {
 		o.UsageCacheEntriesMax = 1 << 20
+	}
+	if o.UsageFilterBits == 0 {
+		o.UsageFilterBits = 1 << 28
 	}
 	return o
 }
@@ -51,6 +59,8 @@ type Writer struct {
 	cache *usageCache
 	// indexer writes the usage index off the hot path.
 	indexer *indexer
+	// filter knows which usages were certainly never charged; nil when disabled.
+	filter *usageFilter
 
 	mu       sync.RWMutex
 	accounts map[string]*account
@@ -83,6 +93,7 @@ func New(store events.Store, index *intake.DB, log *zap.Logger, opts Options) *W
 		store: store, index: index, log: log, opts: opts,
 		cache:    newUsageCache(opts.UsageCacheEntriesMax),
 		indexer:  newIndexer(index, log, indexPendingMax),
+		filter:   newUsageFilter(opts.UsageFilterBits),
 		accounts: make(map[string]*account),
 	}
 }
@@ -101,6 +112,15 @@ func (w *Writer) SyncIndex(ctx context.Context) error { return w.indexer.sync(ct
 func (w *Writer) lookupUsages(ctx context.Context, keys []intake.UsageKey) (map[intake.UsageKey]intake.IndexedUsage, error) {
 	found := make(map[intake.UsageKey]intake.IndexedUsage)
 	misses := w.indexer.lookup(keys, found)
+	if w.filter != nil {
+		kept := misses[:0]
+		for _, k := range misses {
+			if w.filter.mayContain(k) {
+				kept = append(kept, k)
+			}
+		}
+		misses = kept
+	}
 	if len(misses) == 0 {
 		return found, nil
 	}
@@ -138,7 +158,13 @@ func (w *Writer) Load(ctx context.Context) error {
 		}
 		ledger.Evolve(acc.state, e)
 		last = e.Position
-		if u, ok := e.Data.(events.UsageCharged); ok && e.Position > indexed {
+		u, isUsage := e.Data.(events.UsageCharged)
+		if isUsage {
+			// Every usage of the stream, indexed or not: the filter's promise rests on
+			// this read starting at position 0.
+			w.filter.add(intake.UsageKey{AccountID: e.AccountID, UsageID: u.UsageID})
+		}
+		if isUsage && e.Position > indexed {
 			toIndex = append(toIndex, indexEntry(e, u))
 			if len(toIndex) >= indexFlushSize {
 				err := w.index.PutUsages(ctx, toIndex)
@@ -332,6 +358,7 @@ func (w *Writer) applyDurable(acc *account, evs []events.Envelope, usages []inta
 // are durable either way, and Load re-indexes them from the stream after a restart).
 func (w *Writer) indexUsages(usages []intake.IndexedUsage) {
 	for _, u := range usages {
+		w.filter.add(u.UsageKey)
 		w.cache.put(u.UsageKey, u.ContentHash)
 	}
 	w.indexer.add(usages)
