@@ -22,15 +22,19 @@ import (
 // ingestResult compares the ledger's ingest with raw JetStream publishing of the same
 // payloads on the same server.
 type ingestResult struct {
-	Events    int      `json:"events"`
-	Bytes     int      `json:"bytes"`
-	RawRate   float64  `json:"raw_msgs_per_s"`
-	Rate      float64  `json:"ledger_events_per_s"`
-	Ratio     float64  `json:"ratio"`
-	Published float64  `json:"publish_seconds"` // first to last publish ack into USAGE
-	Seconds   float64  `json:"seconds"`         // first publish until every balance is exact
-	RawCPU    cpuUsage `json:"raw_cpu"`
-	CPU       cpuUsage `json:"cpu"`
+	Events    int     `json:"events"`
+	Bytes     int     `json:"bytes"`
+	RawRate   float64 `json:"raw_msgs_per_s"`
+	Rate      float64 `json:"ledger_events_per_s"`
+	Ratio     float64 `json:"ratio"`
+	Published float64 `json:"publish_seconds"` // first to last publish ack into USAGE
+	Seconds   float64 `json:"seconds"`         // first publish until every balance is exact
+	// Charged is first publish until the writer had charged every usage (the command side
+	// alone); the rest of Seconds is the read models catching up.
+	Charged     float64  `json:"charged_seconds"`
+	ChargedRate float64  `json:"charged_events_per_s"`
+	RawCPU      cpuUsage `json:"raw_cpu"`
+	CPU         cpuUsage `json:"cpu"`
 }
 
 // rawStream is where the raw side publishes: USAGE's configuration under another name.
@@ -198,6 +202,8 @@ func measureIngest(ctx context.Context, sys *system, w *workload, pendingMax int
 		}
 		time.Sleep(time.Millisecond)
 	}
+	charged := time.Since(start)
+	res.Charged, res.ChargedRate = charged.Seconds(), rate(len(w.bodies), charged)
 	head, err := sys.store.Head(ctx)
 	if err != nil {
 		return res, err
