@@ -35,7 +35,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		writeJSON(w, statusOf[e.Code], errorBody{errorDetail{Code: e.Reason, Message: e.Message}})
 		return
 	}
-	s.log.Error("request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.Error(err))
+	s.log.Error("request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path),
+		zap.String("account_id", r.PathValue("account_id")), zap.Error(err))
 	writeJSON(w, http.StatusServiceUnavailable, errorBody{errorDetail{Code: "unavailable", Message: "the ledger could not complete the request; it is safe to retry"}})
 }
 

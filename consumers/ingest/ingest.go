@@ -170,6 +170,11 @@ func (c *Consumer) Process(ctx context.Context, batch []Message) {
 	rejectErr := c.intake.AddRejections(ctx, rejections)
 	if rejectErr != nil {
 		c.log.Error("record rejections", zap.Error(rejectErr), zap.Int("rejections", len(rejections)))
+	} else if c.log.Core().Enabled(zap.DebugLevel) {
+		for _, r := range rejections {
+			c.log.Debug("usage rejected", zap.String("account_id", r.AccountID), zap.String("rejection_id", r.ID),
+				zap.Uint64("seq", r.Seq), zap.String("reason", r.Reason))
+		}
 	}
 	for i, m := range batch {
 		c.settle(m, outcomes[i], rejectErr)
@@ -189,7 +194,7 @@ func (c *Consumer) settle(m Message, outcome, rejectErr error) {
 	default:
 		c.Stats.Redelivery.Add(1)
 		if !isRejection(outcome) {
-			c.log.Warn("usage handed back for redelivery", zap.Uint64("seq", m.Seq), zap.String("subject", m.Subject), zap.Error(outcome))
+			c.log.Warn("usage handed back for redelivery", zap.String("account_id", AccountOf(m.Subject)), zap.Uint64("seq", m.Seq), zap.Error(outcome))
 		}
 		err = m.nak(c.opts.RetryDelay)
 	}
