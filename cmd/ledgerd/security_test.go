@@ -417,6 +417,9 @@ func TestNoSecretsInLogs(t *testing.T) {
 		doHTTP(t, "POST", l.base+"/v1/usage", usageJSON("acme", "u-1", "1"), admin)
 		if nc, err := nats.Connect(natsURL, append(opts, nats.MaxReconnects(0))...); err == nil {
 			_, _ = nc.Request(api.AuthorizeSubject, []byte(`{"account_id":"acme","direction":"outbound","number_type":"standard"}`), 5*time.Second)
+			if js, err := nc.JetStream(); err == nil {
+				_, _ = js.Publish("usage.acme", []byte("not json"))
+			}
 			nc.Close()
 		}
 		if nc, err := nats.Connect(natsURL, nats.UserInfo("platform", "wrong-password"), nats.MaxReconnects(0)); err == nil {
@@ -481,7 +484,44 @@ func TestNoSecretsInLogs(t *testing.T) {
 			t.Errorf("the log holds the secret %q: ...%q...", secret, out[max(0, i-300):min(len(out), i+100)])
 		}
 	}
+	checkStructuredLogs(t, out)
 	t.Logf("%d log lines at debug level, none with a token or password", strings.Count(out, "\n"))
+}
+
+// checkStructuredLogs: every line is a JSON object with level, time and message, and the
+// lines about one account's usage or payment carry its account id and the id of what
+// they are about, so that an operator can follow an account through the log.
+func checkStructuredLogs(t *testing.T, out string) {
+	t.Helper()
+	want := map[string][]string{
+		"usage rejected":           {"account_id", "rejection_id", "seq", "reason"},
+		"payment attempt recorded": {"account_id", "top_up_id", "attempt"},
+	}
+	found := map[string]bool{}
+	for line := range strings.Lines(out) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Errorf("log line is not JSON: %q", line)
+			continue
+		}
+		if m["level"] == nil || m["ts"] == nil || m["msg"] == nil {
+			t.Errorf("log line without level, ts or msg: %q", line)
+		}
+		msg, _ := m["msg"].(string)
+		if fields, ok := want[msg]; ok {
+			found[msg] = true
+			for _, f := range fields {
+				if v, ok := m[f]; !ok || v == "" {
+					t.Errorf("%q without %s: %q", msg, f, line)
+				}
+			}
+		}
+	}
+	for msg := range want {
+		if !found[msg] {
+			t.Errorf("no %q line in the log", msg)
+		}
+	}
 }
 
 // TestHostileInputOverNATS: what the platform's side of NATS may send. Usage bigger than

@@ -970,3 +970,101 @@ func (g *tortureGateway) declinedCount() int {
 	defer g.mu.Unlock()
 	return len(g.outcomes) - len(g.charges)
 }
+
+// TestGracefulStopFinishesBatches stops ledgerd (as SIGTERM does) while it charges a
+// backlog of usage, then opens its data dir with a bare NATS server and checks that the
+// stop left no batch half done: no usage that is charged in LEDGER is still waiting in
+// USAGE (charged and acknowledged together), and every published usage is either
+// charged or still waiting (nothing lost).
+func TestGracefulStopFinishesBatches(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	l := startLedger(t, cfg)
+	const accounts, perAccount = 4, 1500
+	for a := range accounts {
+		l.openAccount(account(a))
+	}
+	js, err := natsjs.New(l.nc, natsjs.WithPublishAsyncMaxPending(2*accounts*perAccount))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acks []natsjs.PubAckFuture
+	for u := range perAccount {
+		for a := range accounts {
+			f, err := js.PublishAsync(ingest.UsageSubjectPrefix+account(a), []byte(usageJSON(account(a), fmt.Sprintf("u-%d", u), "0.01")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			acks = append(acks, f)
+		}
+	}
+	for _, f := range acks {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			t.Fatal(err)
+		}
+	}
+	// Stop as soon as charging is under way.
+	eventually(t, 10*time.Second, func() string {
+		if n := streamLastSeq(js, jetstream.StreamName); n <= accounts {
+			return "nothing charged yet"
+		}
+		return ""
+	})
+	start := time.Now()
+	l.Stop()
+	took := time.Since(start)
+
+	ns, err := jetstream.StartServer(jetstream.ServerConfig{Port: -1, StoreDir: filepath.Join(cfg.DataDir, "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	store, err := jetstream.New(ctx, nc, jetstream.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	charged := map[string]bool{}
+	if err := store.ReadAll(ctx, 0, func(e events.Envelope) error {
+		if u, ok := e.Data.(events.UsageCharged); ok {
+			charged[e.AccountID+"/"+u.UsageID] = true
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rawJS, _ := natsjs.New(nc)
+	usage, err := rawJS.Stream(ctx, ingest.UsageStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := usage.CachedInfo().State
+	waiting := map[string]bool{}
+	for seq := state.FirstSeq; state.Msgs > 0 && seq <= state.LastSeq; seq++ {
+		m, err := usage.GetMsg(ctx, seq)
+		if err != nil {
+			continue // acknowledged and removed
+		}
+		u, err := ingest.Decode(m.Subject, m.Data)
+		if err != nil {
+			t.Fatalf("USAGE seq %d: %v", seq, err)
+		}
+		key := u.AccountID + "/" + u.Charge.UsageID
+		if charged[key] {
+			t.Errorf("usage %s is charged but still waits in USAGE: its batch was not finished", key)
+		}
+		waiting[key] = true
+	}
+	if len(charged)+len(waiting) != accounts*perAccount {
+		t.Errorf("%d charged + %d waiting, want %d published", len(charged), len(waiting), accounts*perAccount)
+	}
+	t.Logf("graceful stop in %s during ingest: %d usages charged and acknowledged, %d waiting untouched, none charged and left unacknowledged",
+		took.Round(time.Millisecond), len(charged), len(waiting))
+}
