@@ -1,6 +1,7 @@
 package jetstream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -482,10 +483,36 @@ func (a *appender) checkTip(g *group) {
 				g.subject, ev.Version, events.ErrConflict, ev.Version, at.id, last.version))
 			return
 		}
+		if err := a.samePayload(ev, at.seq); err != nil {
+			a.fail(g, fmt.Errorf("append %s v%d: %w", g.subject, ev.Version, err))
+			return
+		}
 		a.succeed(g, at.seq) // rule 4: the first attempt landed
 	default:
 		a.fail(g, fmt.Errorf("append %s v%d: %w: stream is at v%d", g.subject, ev.Version, events.ErrConflict, last.version))
 	}
+}
+
+// samePayload confirms that the stored event with our id says what ours says. Ids come
+// from business keys (a usage id), so another writer may have stored the same id with
+// other content: a platform resending a usage with a changed amount to a second ledger
+// process. Taking that for our own retry would leave the caller believing its content
+// was written; as a conflict, the caller reloads and sees what was.
+func (a *appender) samePayload(ev *events.Envelope, seq uint64) error {
+	m, err := a.s.stream.GetMsg(a.ctx, seq)
+	if err != nil {
+		return fmt.Errorf("read back seq %d: %w", seq, err)
+	}
+	stored, err := decodeEnvelope(m.Data)
+	if err != nil {
+		return fmt.Errorf("read back seq %d: %w", seq, err)
+	}
+	ours, errOurs := events.MarshalData(ev.Data)
+	theirs, errTheirs := events.MarshalData(stored.Data)
+	if errOurs != nil || errTheirs != nil || !bytes.Equal(ours, theirs) {
+		return fmt.Errorf("%w: event %s is stored with other content", events.ErrConflict, ev.ID)
+	}
+	return nil
 }
 
 // checkDuplicate confirms that the message a duplicate ack points at is this event at

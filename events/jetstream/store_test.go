@@ -171,6 +171,15 @@ func TestRetryOfLandedAppend(t *testing.T) {
 			if n := subjectCount(t, js, Subject(acct)); n != 2 {
 				t.Fatalf("subject holds %d messages, want 2", n)
 			}
+			// The same id with other content (another writer's version of the usage) is a
+			// conflict too: the caller must not believe its content was written.
+			changed := v2
+			d := changed.Data.(events.UsageCharged)
+			d.Amount, d.ContentHash = decimal.RequireFromString("9.99"), "h-changed"
+			changed.Data = d
+			if err := s.Append(testCtx(t), []events.Envelope{changed})[0]; !errors.Is(err, events.ErrConflict) {
+				t.Fatalf("same id, other content at v2: %v, want ErrConflict", err)
+			}
 			// The same version with another event is a conflict, not a success.
 			if err := s.Append(testCtx(t), []events.Envelope{charge(acct, 2, "u-other")})[0]; !errors.Is(err, events.ErrConflict) {
 				t.Fatalf("other event at v2: %v, want ErrConflict", err)
@@ -583,7 +592,8 @@ func TestReadsWithoutLinks(t *testing.T) {
 		}
 	}
 	// A retry of an old event finds it by the search too.
-	retry := []events.Envelope{charge("nolinks", 35, "u-35")}
+	retry := []events.Envelope{evs[34]} // the very event: a retry carries the same content
+	retry[0].Position = 0
 	if err := s.Append(testCtx(t), retry)[0]; err != nil || retry[0].Position != evs[34].Position {
 		t.Fatalf("retry of v35: %v at %d, want success at %d", err, retry[0].Position, evs[34].Position)
 	}
