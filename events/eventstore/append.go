@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -234,6 +235,11 @@ func (s *Store) fillPositions(ctx context.Context, stream string, evs []events.E
 		if recs[k].EventID != evs[i].ID {
 			return fmt.Errorf("version %d holds event %s, not %s", evs[i].Version, recs[k].EventID, evs[i].ID)
 		}
+		if !sameContent(recs[k], evs[i]) {
+			// EventStoreDB takes a repeat of known event ids as an idempotent success
+			// without looking at the content: another writer's version of the same usage.
+			return fmt.Errorf("%w: event %s is stored with other content", events.ErrConflict, evs[i].ID)
+		}
 		pos, ok := positionOf(recs[k].Position)
 		if !ok {
 			return fmt.Errorf("the server reported no position for event %s", evs[i].ID)
@@ -241,6 +247,14 @@ func (s *Store) fillPositions(ctx context.Context, stream string, evs []events.E
 		evs[i].Position = pos
 	}
 	return nil
+}
+
+// sameContent reports whether a stored event says what ours says. Event ids come from
+// business keys, so the same id can arrive with other content (a usage resent with a
+// changed amount to a second ledger process); that is a conflict, not our retry.
+func sameContent(rec *esdb.RecordedEvent, ev events.Envelope) bool {
+	ours, err := events.MarshalData(ev.Data)
+	return err == nil && bytes.Equal(rec.Data, ours)
 }
 
 // confirm counts how many of the events of idx, from the first on, are already in the
@@ -252,7 +266,7 @@ func (s *Store) confirm(ctx context.Context, stream string, evs []events.Envelop
 	}
 	n := 0
 	for k, i := range idx {
-		if k >= len(recs) || recs[k].EventID != evs[i].ID || recs[k].EventNumber != revisionOf(evs[i].Version) {
+		if k >= len(recs) || recs[k].EventID != evs[i].ID || recs[k].EventNumber != revisionOf(evs[i].Version) || !sameContent(recs[k], evs[i]) {
 			break
 		}
 		pos, ok := positionOf(recs[k].Position)

@@ -31,6 +31,7 @@ func Run(t *testing.T, newStore func(t *testing.T) events.Store) {
 		{"AppendEmpty", testAppendEmpty},
 		{"WrongVersionConflicts", testWrongVersionConflicts},
 		{"IdempotentRetry", testIdempotentRetry},
+		{"SameIDOtherContentConflicts", testSameIDOtherContentConflicts},
 		{"StaleWriterConflicts", testStaleWriterConflicts},
 		{"ReadStreamOrderAndAfter", testReadStreamOrderAndAfter},
 		{"UnknownAccountIsEmpty", testUnknownAccountIsEmpty},
@@ -396,6 +397,27 @@ func testIdempotentRetry(t *testing.T, newStore func(t *testing.T) events.Store)
 	got := readStream(t, ctx, s, acct, 0)
 	want := append([]events.Envelope{first}, batch...)
 	sameEvents(t, "stream after retries", got, want)
+}
+
+// testSameIDOtherContentConflicts: event ids come from business keys, so a second
+// writer can append the same usage id with other content at the same version. That is
+// not a retry of the first append: the store must answer a conflict, so the caller
+// reloads and finds out what was written, instead of believing it was its content.
+func testSameIDOtherContentConflicts(t *testing.T, newStore func(t *testing.T) events.Store) {
+	ctx, s := testContext(t), newStore(t)
+	acct := newPrefix() + "a"
+	mustAppend(t, ctx, s, history(acct, 2))
+	changed := usage(1).(events.UsageCharged)
+	changed.Amount, changed.ContentHash = decimal.RequireFromString("9.99"), "other"
+	for _, st := range []events.Store{s, newStore(t)} {
+		if _, err := appendOne(ctx, st, newEvent(acct, 2, changed)); !errors.Is(err, events.ErrConflict) {
+			t.Fatalf("same id, other content at a taken version: %v, want ErrConflict", err)
+		}
+	}
+	got := readStream(t, ctx, s, acct, 0)
+	if len(got) != 2 || !got[1].Data.(events.UsageCharged).Amount.Equal(decimal.RequireFromString("0.42")) {
+		t.Fatalf("stream after the refused append: %+v", got)
+	}
 }
 
 func testStaleWriterConflicts(t *testing.T, newStore func(t *testing.T) events.Store) {
