@@ -393,8 +393,10 @@ func report(out io.Writer, cfg config, res *results) {
 	}
 }
 
-// cpuLine prints the CPU cost per event of both sides (this process: ledger and server)
-// and how busy the rest of the machine was, medians over the runs.
+// cpuLine prints the CPU cost per event of both sides (this process: ledger and server),
+// their cost ratio (raw CPU per message / ledger CPU per event: the throughput ratio if
+// both were bound by the same cores, which other load on the machine changes least) and
+// how busy the rest of the machine was, medians over the runs.
 func cpuLine(out io.Writer, runs []runResult, f func(runResult) (ledger, raw cpuUsage, n, rawN float64, ok bool)) {
 	pick := func(g func(ledger, raw cpuUsage, n, rawN float64) float64) float64 {
 		return median(runs, func(r runResult) (float64, bool) {
@@ -405,11 +407,12 @@ func cpuLine(out io.Writer, runs []runResult, f func(runResult) (ledger, raw cpu
 			return g(l, raw, n, rawN), true
 		})
 	}
-	fmt.Fprintf(out, "%-10s CPU: ledger %.1f µs/event on %.2f cores, raw %.1f µs/msg on %.2f cores; other processes used %.2f and %.2f cores\n", "",
-		pick(func(l, _ cpuUsage, n, _ float64) float64 { return l.SelfSeconds / n * 1e6 }),
-		pick(func(l, _ cpuUsage, _, _ float64) float64 { return l.SelfCores }),
-		pick(func(_, r cpuUsage, _, rn float64) float64 { return r.SelfSeconds / rn * 1e6 }),
-		pick(func(_, r cpuUsage, _, _ float64) float64 { return r.SelfCores }),
+	ledgerCost := pick(func(l, _ cpuUsage, n, _ float64) float64 { return l.SelfSeconds / n * 1e6 })
+	rawCost := pick(func(_, r cpuUsage, _, rn float64) float64 { return r.SelfSeconds / rn * 1e6 })
+	fmt.Fprintf(out, "%-10s CPU: ledger %.1f µs/event on %.2f cores, raw %.1f µs/msg on %.2f cores (cost ratio %.2f); other processes used %.2f and %.2f cores\n", "",
+		ledgerCost, pick(func(l, _ cpuUsage, _, _ float64) float64 { return l.SelfCores }),
+		rawCost, pick(func(_, r cpuUsage, _, _ float64) float64 { return r.SelfCores }),
+		rawCost/ledgerCost,
 		pick(func(l, _ cpuUsage, _, _ float64) float64 { return l.OtherCores }),
 		pick(func(_, r cpuUsage, _, _ float64) float64 { return r.OtherCores }))
 }
