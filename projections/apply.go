@@ -156,29 +156,47 @@ func (db *DB) apply(ctx context.Context, evs []events.Envelope, expect *uint64) 
 func (db *DB) applyTx(ctx context.Context, tx *sql.Tx, cp uint64, evs []events.Envelope) (*batch, uint64, error) {
 	b := newBatch(ctx, tx, db.stmts, db.cache.valid(cp))
 	defer b.close()
-	last := cp
+	last, err := b.applyAll(cp, evs)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := b.finish(cp, last); err != nil {
+		return nil, 0, err
+	}
+	return b, last, nil
+}
+
+// applyAll applies evs on top of position last (the events at or below it are skipped) and
+// returns the position of the last one applied.
+func (b *batch) applyAll(last uint64, evs []events.Envelope) (uint64, error) {
 	for _, e := range evs {
 		if e.Position == 0 {
-			return nil, 0, fmt.Errorf("apply %s v%d: event has no store position", e.AccountID, e.Version)
+			return 0, fmt.Errorf("apply %s v%d: event has no store position", e.AccountID, e.Version)
 		}
 		if e.Position <= last {
 			continue // already covered by the checkpoint (or out of order, which the store never does)
 		}
 		if err := b.apply(e); err != nil {
-			return nil, 0, fmt.Errorf("apply %s v%d (%s): %w", e.AccountID, e.Version, e.Type(), err)
+			return 0, fmt.Errorf("apply %s v%d (%s): %w", e.AccountID, e.Version, e.Type(), err)
 		}
 		last = e.Position
 	}
+	return last, nil
+}
+
+// finish writes what the batch holds and, when it applied anything (last is past the
+// checkpoint cp it started from), the new checkpoint, in the batch's transaction.
+func (b *batch) finish(cp, last uint64) error {
 	if err := b.flush(); err != nil {
-		return nil, 0, err
+		return err
 	}
 	if last == cp {
-		return b, last, nil
+		return nil
 	}
-	if _, err := b.st[stmtSetCheckpoint].ExecContext(ctx, int64(last)); err != nil {
-		return nil, 0, fmt.Errorf("store checkpoint %d: %w", last, err)
+	if _, err := b.st[stmtSetCheckpoint].ExecContext(b.ctx, int64(last)); err != nil {
+		return fmt.Errorf("store checkpoint %d: %w", last, err)
 	}
-	return b, last, nil
+	return nil
 }
 
 // accountCacheMax bounds the accounts kept in memory between batches (a few hundred bytes

@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -9,9 +10,9 @@ import (
 	"github.com/telephony/creditledger/events"
 )
 
-// rebuildBatchMax is how many events one transaction applies during a rebuild: larger than
-// the Projector's batches because nobody waits on the freshness of a file being built.
-const rebuildBatchMax = 5000
+// rebuildBatchMax is how many events the store reader hands over at a time during a rebuild
+// (a variable for tests).
+var rebuildBatchMax = 5000
 
 // Rebuild recomputes the read models at path from every event in the store and swaps them
 // in, with progress(done, total) called as it goes (store positions: the last one applied and
@@ -59,28 +60,96 @@ func Rebuild(ctx context.Context, store events.Store, path string, progress func
 // build creates a read-model file at path from the store's events up to position until
 // (0: up to the store's end), reporting the position applied after each batch.
 func build(ctx context.Context, store events.Store, path string, until uint64, progress func(done uint64)) error {
-	db, err := Open(path)
+	db, err := openBuild(path)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if err := db.catchUp(ctx, store, 0, until, progress); err != nil {
+	if err := db.bulkApply(ctx, store, 0, until, progress); err != nil {
 		return err
 	}
-	// Closing checkpoints the WAL into the main file, which is then complete on its own.
+	if err := db.finishBuild(ctx); err != nil {
+		return err
+	}
+	// Without a journal every commit went straight into the main file, which is complete on
+	// its own once closed.
 	return db.Close()
 }
 
-// catchUp applies, in batches of rebuildBatchMax, the store's events after position after and
-// up to until (0: up to the store's end as it is now).
-func (db *DB) catchUp(ctx context.Context, store events.Store, after, until uint64, progress func(done uint64)) error {
-	return readBatches(ctx, store, after, until, func(evs []events.Envelope) error {
-		if err := db.Apply(ctx, evs); err != nil {
+// buildTxEvents is how many events one transaction of a build applies. Each transaction
+// writes every account it touched once, at its end: with 10,000 accounts, transactions of
+// 5,000 events wrote about 4,000 account rows each, nearly one per event; 100,000 events
+// write each busy account once. The batch's memory is one state per account touched (the
+// events themselves are not kept), so it does not grow with the transaction.
+// A variable for tests.
+var buildTxEvents = 100_000
+
+// bulkApply applies the store's events after position after and up to until (0: up to the
+// store's end as it is now), in transactions of about buildTxEvents that each store the
+// checkpoint with the rows, as Apply does. It is for a file nobody else writes (a build):
+// progress reports events applied but possibly not yet committed.
+func (db *DB) bulkApply(ctx context.Context, store events.Store, after, until uint64, progress func(done uint64)) error {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	var (
+		tx      *sql.Tx
+		b       *batch
+		cp      uint64 // the checkpoint tx started from
+		last    uint64 // the last position applied in tx
+		pending int    // events read into tx
+	)
+	rollback := func() {
+		if tx != nil {
+			b.close()
+			tx.Rollback()
+		}
+	}
+	defer func() { rollback() }()
+	commit := func() error {
+		if err := b.finish(cp, last); err != nil {
 			return err
+		}
+		b.close()
+		t := tx
+		tx = nil
+		if err := t.Commit(); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+		db.cache.keep(b.order, last)
+		return nil
+	}
+	err := readBatches(ctx, store, after, until, func(evs []events.Envelope) error {
+		if tx == nil {
+			var err error
+			if tx, err = db.w.BeginTx(ctx, nil); err != nil {
+				return fmt.Errorf("begin: %w", err)
+			}
+			if cp, err = readCheckpoint(ctx, tx); err != nil {
+				tx.Rollback()
+				tx = nil
+				return err
+			}
+			b, last, pending = newBatch(ctx, tx, db.stmts, db.cache.valid(cp)), cp, 0
+		}
+		var err error
+		if last, err = b.applyAll(last, evs); err != nil {
+			return err
+		}
+		if pending += len(evs); pending >= buildTxEvents {
+			if err := commit(); err != nil {
+				return err
+			}
 		}
 		progress(evs[len(evs)-1].Position)
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	if tx != nil {
+		return commit()
+	}
+	return nil
 }
 
 // readBatches calls fn with the store's events after position after, up to until (0: to the

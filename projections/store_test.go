@@ -337,6 +337,43 @@ func TestRebuildNewFile(t *testing.T) {
 	}
 }
 
+// TestRebuildManyTransactions builds in many small reads and transactions, so that
+// accounts, top-ups and the checkpoint carry over from one transaction of the build to the
+// next, and checks that the built file has the whole schema (the index made at the end).
+func TestRebuildManyTransactions(t *testing.T) {
+	defer func(r, tx int) { rebuildBatchMax, buildTxEvents = r, tx }(rebuildBatchMax, buildTxEvents)
+	rebuildBatchMax, buildTxEvents = 7, 50
+	s := testStore(t)
+	h := newHistory()
+	appendAll(t, s, workload(h, []string{"a", "b", "c", "d"}, 700))
+	path := filepath.Join(t.TempDir(), "readmodels.db")
+	if err := Rebuild(context.Background(), s, path, nil); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	assertMatchesStore(t, db, s)
+	built := filepath.Join(t.TempDir(), "built.db")
+	if err := build(context.Background(), s, built, 0, func(uint64) {}); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := OpenReadOnly(built)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	var index string
+	if err := ro.r.QueryRow(`SELECT sql FROM sqlite_master WHERE name = 'movements_by_account'`).Scan(&index); err != nil || !strings.Contains(index, "UNIQUE") {
+		t.Errorf("movements index of a built file: %q, %v", index, err)
+	}
+	if diffs, err := Verify(context.Background(), s, db); err != nil || len(diffs) != 0 {
+		t.Errorf("Verify after rebuild = %v, %v", diffs, err)
+	}
+}
+
 // TestProjectorOutlivesStoreFailure closes the store under a running Projector: Run keeps
 // retrying (and logging) instead of returning or hanging, and stops cleanly when told.
 func TestProjectorOutlivesStoreFailure(t *testing.T) {
