@@ -88,7 +88,7 @@ func run(ctx context.Context, cfg config, log *zap.Logger) error {
 	}
 	topUps := topup.NewManager(w, store, gateway, log.Named("topup"), topup.Options{
 		MaxAttempts: cfg.TopUpMaxAttempts, RetryDelayBase: cfg.TopUpRetryBase, AutoTopUpDailyMax: cfg.AutoTopUpDailyMax})
-	alertPublisher := alerts.NewPublisher(store, js, db, log.Named("alerts"), alerts.Options{})
+	alertPublisher := alerts.NewPublisher(store, js, db, log.Named("alerts"), alerts.Options{Replicas: cfg.Replicas})
 
 	workers := newGroup(ctx)
 	workers.Go("projections", projector.Run)

@@ -32,6 +32,9 @@ type Options struct {
 	// RetryDelayMax caps the growing wait between tries of a failed publish or
 	// checkpoint write. Default 5s.
 	RetryDelayMax time.Duration
+	// Replicas is the ALERTS stream's replication factor. Default 1; 3 on a NATS
+	// cluster, like LEDGER and USAGE (ledgerd --replicas).
+	Replicas int
 }
 
 // retryDelayFirst is the first wait after a failed publish or checkpoint write.
@@ -108,6 +111,7 @@ func StreamConfig(opts Options) jetstream.StreamConfig {
 		Storage:     jetstream.FileStorage,
 		MaxAge:      opts.MaxAge,
 		Duplicates:  opts.Duplicates,
+		Replicas:    max(opts.Replicas, 1),
 	}
 }
 
