@@ -240,6 +240,8 @@ func FuzzUsageMessage(f *testing.F) {
 		{"usage.acme", "not json"},
 		{"usage.acme", "\x00\x01\xff"},
 		{"usage.", `{}`},
+		{"usage.~.000", `{"usage_id":"s1","account_id":".000","type":"sms","occurred_at":"2026-11-24T10:15:00Z","amount":"0.1","currency":"USD"}`},
+		{"usage..000", `{"usage_id":"s1","account_id":".000","type":"sms","occurred_at":"2026-11-24T10:15:00Z","amount":"0.1","currency":"USD"}`},
 	} {
 		f.Add(s.subject, []byte(s.data))
 	}
