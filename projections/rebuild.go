@@ -237,6 +237,13 @@ func (db *DB) swapIn(ctx context.Context, store events.Store, fresh string) (uin
 		return 0, fmt.Errorf("attach %s: %w", fresh, err)
 	}
 	defer conn.ExecContext(context.WithoutCancel(ctx), "DETACH DATABASE fresh")
+	// The copy reads the fresh movements in index order, so the table's pages in rowid order
+	// are visited at random: through the default page cache that was a pread per row (a
+	// quarter of the swap's time); mapped, it is a memory access. (SQLite caps the map at its
+	// compile-time maximum, 2 GiB by default; the pages beyond are read as before.)
+	if _, err := conn.ExecContext(ctx, "PRAGMA fresh.mmap_size = 4294967296"); err != nil {
+		return 0, fmt.Errorf("map %s: %w", fresh, err)
+	}
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("swap: begin: %w", err)
