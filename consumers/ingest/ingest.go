@@ -79,7 +79,9 @@ type Message struct {
 	// Outcome acknowledges (nil), hands back for redelivery (transient error) or is
 	// called after a rejection is durably recorded (nil).
 	ack func() error
-	nak func(delay time.Duration) error
+	// ackConfirmed acknowledges and waits for the server to confirm it.
+	ackConfirmed func(ctx context.Context) error
+	nak          func(delay time.Duration) error
 }
 
 // Run consumes until ctx ends; the batch in hand is finished first.
@@ -140,7 +142,7 @@ func (c *Consumer) collect(ctx context.Context, inbox <-chan jetstream.Msg) ([]M
 }
 
 func toMessage(m jetstream.Msg) Message {
-	msg := Message{Subject: m.Subject(), Data: m.Data(), ack: m.Ack, nak: m.NakWithDelay}
+	msg := Message{Subject: m.Subject(), Data: m.Data(), ack: m.Ack, ackConfirmed: m.DoubleAck, nak: m.NakWithDelay}
 	if md, err := m.Metadata(); err == nil {
 		msg.Seq = md.Sequence.Stream
 		msg.ReceivedAt = md.Timestamp
@@ -176,20 +178,41 @@ func (c *Consumer) Process(ctx context.Context, batch []Message) {
 				zap.Uint64("seq", r.Seq), zap.String("reason", r.Reason))
 		}
 	}
+	lastAck := -1
+	for i := range batch {
+		if acknowledged(outcomes[i], rejectErr) {
+			lastAck = i
+		}
+	}
 	for i, m := range batch {
-		c.settle(m, outcomes[i], rejectErr)
+		c.settle(ctx, m, outcomes[i], rejectErr, i == lastAck)
 	}
 }
 
+// ackConfirmWaitMax bounds the wait for the server to confirm a batch's last ack.
+const ackConfirmWaitMax = 5 * time.Second
+
+// acknowledged reports whether a message with this outcome is acknowledged: its
+// outcome (a charge, a duplicate, a recorded rejection) is durable.
+func acknowledged(outcome, rejectErr error) bool {
+	return outcome == nil || (isRejection(outcome) && rejectErr == nil)
+}
+
 // settle acknowledges a message whose outcome is durable and hands back the others.
-func (c *Consumer) settle(m Message, outcome, rejectErr error) {
+// Acks are fire-and-forget except the batch's last one (confirm): the server handles a
+// consumer's acks in order, so once it confirms the last, the whole batch is settled.
+// That keeps a graceful stop from leaving a charged batch behind in USAGE for one round
+// trip per batch.
+func (c *Consumer) settle(ctx context.Context, m Message, outcome, rejectErr error, confirm bool) {
 	var err error
 	switch {
-	case outcome == nil:
-		c.Stats.Charged.Add(1)
-		err = m.ack()
-	case isRejection(outcome) && rejectErr == nil:
-		c.Stats.Rejected.Add(1)
+	case acknowledged(outcome, rejectErr) && confirm:
+		c.count(outcome)
+		ctx, cancel := context.WithTimeout(ctx, ackConfirmWaitMax)
+		err = m.ackConfirmed(ctx)
+		cancel()
+	case acknowledged(outcome, rejectErr):
+		c.count(outcome)
 		err = m.ack()
 	default:
 		c.Stats.Redelivery.Add(1)
@@ -201,6 +224,14 @@ func (c *Consumer) settle(m Message, outcome, rejectErr error) {
 	if err != nil {
 		// The server redelivers after AckWait; the usage index makes that harmless.
 		c.log.Warn("settle usage message", zap.Uint64("seq", m.Seq), zap.Error(err))
+	}
+}
+
+func (c *Consumer) count(outcome error) {
+	if outcome == nil {
+		c.Stats.Charged.Add(1)
+	} else {
+		c.Stats.Rejected.Add(1)
 	}
 }
 
