@@ -129,6 +129,10 @@ func run(ctx context.Context, cfg config, log *zap.Logger) error {
 	_ = httpSrv.Shutdown(stopCtx)
 	_ = authSub.Drain()
 	workers.Stop()
+	if err := w.SyncIndex(stopCtx); err != nil {
+		// Nothing is lost: the next start re-indexes from the stream what is missing.
+		log.Warn("usage index not fully written at stop", zap.Error(err))
+	}
 	return workers.Err()
 }
 
