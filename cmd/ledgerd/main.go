@@ -44,6 +44,15 @@ func newLogger(level string) (*zap.Logger, error) {
 	}
 	c := zap.NewProductionConfig()
 	c.Level = zap.NewAtomicLevelAt(lvl)
-	c.Sampling = nil
+	c.Sampling = nil // a ledger's log is an audit aid: never drop lines
+	c.EncoderConfig = logEncoderConfig()
 	return c.Build()
+}
+
+// logEncoderConfig is zap's production JSON with readable UTC times under "time".
+func logEncoderConfig() zapcore.EncoderConfig {
+	ec := zap.NewProductionEncoderConfig()
+	ec.TimeKey = "time"
+	ec.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	return ec
 }

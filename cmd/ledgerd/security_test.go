@@ -397,7 +397,7 @@ func (b *syncBuffer) String() string {
 
 // debugLogger is ledgerd's production JSON logger at debug level, writing to buf.
 func debugLogger(buf *syncBuffer) *zap.Logger {
-	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	enc := zapcore.NewJSONEncoder(logEncoderConfig())
 	return zap.New(zapcore.NewCore(enc, buf, zap.DebugLevel))
 }
 
@@ -504,8 +504,8 @@ func checkStructuredLogs(t *testing.T, out string) {
 			t.Errorf("log line is not JSON: %q", line)
 			continue
 		}
-		if m["level"] == nil || m["ts"] == nil || m["msg"] == nil {
-			t.Errorf("log line without level, ts or msg: %q", line)
+		if m["level"] == nil || m["time"] == nil || m["msg"] == nil {
+			t.Errorf("log line without level, time or msg: %q", line)
 		}
 		msg, _ := m["msg"].(string)
 		if fields, ok := want[msg]; ok {
