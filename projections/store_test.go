@@ -337,6 +337,48 @@ func TestRebuildNewFile(t *testing.T) {
 	}
 }
 
+// TestRebuildRepairsEveryTable damages rows of every table (changed, removed, added) and
+// checks that a rebuild leaves exactly the rows of the store, as Verify sees them.
+func TestRebuildRepairsEveryTable(t *testing.T) {
+	s := testStore(t)
+	h := newHistory()
+	appendAll(t, s, workload(h, []string{"a", "b", "c"}, 400))
+	db := openTest(t)
+	if err := Rebuild(context.Background(), s, db.Path(), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`UPDATE accounts SET balance = '-1' WHERE account_id = 'a'`,
+		`UPDATE accounts SET alert_since = NULL WHERE account_id = 'b'`,
+		`INSERT INTO accounts SELECT 'ghost', currency, balance, low_balance_threshold, alert, alert_since,
+			auto_enabled, auto_threshold, auto_amount, auto_suspended, auto_last_failure, pending_top_up_id,
+			pending_kind, version, updated_at FROM accounts WHERE account_id = 'c'`,
+		`UPDATE movements SET amount = '9.99' WHERE account_id = 'a' AND version = 5`,
+		`UPDATE movements SET units = NULL WHERE account_id = 'b' AND version = 5`,
+		`DELETE FROM movements WHERE account_id = 'c' AND version = 6`,
+		`INSERT INTO movements (` + movementColumns + `) SELECT 'ghost', version, event_id, occurred_at, recorded_at,
+			type, cause, user_id, reference, description, amount, units, balance_after, currency FROM movements WHERE account_id = 'a'`,
+		`UPDATE top_ups SET state = 'failed' WHERE account_id = 'a'`,
+		`DELETE FROM top_ups WHERE account_id = 'b'`,
+	} {
+		mustExec(t, db, q)
+	}
+	if diffs, err := Verify(context.Background(), s, db); err != nil || len(diffs) == 0 {
+		t.Fatalf("Verify of the damaged read models = %v, %v; want differences", diffs, err)
+	}
+	if err := Rebuild(context.Background(), s, db.Path(), nil); err != nil {
+		t.Fatal(err)
+	}
+	assertMatchesStore(t, db, s)
+	if diffs, err := Verify(context.Background(), s, db); err != nil || len(diffs) != 0 {
+		t.Errorf("Verify after rebuild = %v, %v", diffs, err)
+	}
+	var n int
+	if err := db.r.QueryRow(`SELECT (SELECT count(*) FROM accounts WHERE account_id = 'ghost') + (SELECT count(*) FROM movements WHERE account_id = 'ghost')`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("rows of an account the store does not have after rebuild: %d, %v", n, err)
+	}
+}
+
 // TestRebuildManyTransactions builds in many small reads and transactions, so that
 // accounts, top-ups and the checkpoint carry over from one transaction of the build to the
 // next, and checks that the built file has the whole schema (the index made at the end).
