@@ -96,20 +96,7 @@ func run(ctx context.Context, cfg config, log *zap.Logger) error {
 	workers.Go("top-ups", topUps.Run)
 	workers.Go("alerts", alertPublisher.Run)
 
-	metrics := api.NewMetrics(api.MetricSources{
-		EventsIngested:  func() float64 { return float64(consumer.Stats.Charged.Load()) },
-		UsageRedelivery: func() float64 { return float64(consumer.Stats.Redelivery.Load()) },
-		Rejections: func() float64 {
-			n, _ := db.CountRejections(context.Background(), intake.RejectionOpen)
-			return float64(n)
-		},
-		ProjectionLag: func() float64 { return float64(projectionLag(store, projector)) },
-		TopUpsByState: func() map[string]float64 {
-			st := &topUps.Stats
-			return map[string]float64{"requested": float64(st.Requested.Load()), "succeeded": float64(st.Succeeded.Load()),
-				"failed": float64(st.Failed.Load()), "paying": float64(st.Paying.Load())}
-		},
-	})
+	metrics := newMetrics(consumer, db, store, projector, topUps)
 	srv := api.New(api.Deps{Writer: w, Reads: reads, Projector: projector, Intake: db, Ingest: consumer, JetStream: js, Metrics: metrics, Log: log.Named("api")},
 		api.Options{AdminToken: cfg.AdminToken, ReadToken: cfg.ReadToken, Ready: readiness(store, projector)})
 	authSub, err := srv.ServeAuthorize(nc)
@@ -134,6 +121,24 @@ func run(ctx context.Context, cfg config, log *zap.Logger) error {
 		log.Warn("usage index not fully written at stop", zap.Error(err))
 	}
 	return workers.Err()
+}
+
+// newMetrics exposes the counters of the running parts (API.md section 10).
+func newMetrics(consumer *ingest.Consumer, db *intake.DB, store events.Store, projector *projections.Projector, topUps *topup.Manager) *api.Metrics {
+	return api.NewMetrics(api.MetricSources{
+		EventsIngested:  func() float64 { return float64(consumer.Stats.Charged.Load()) },
+		UsageRedelivery: func() float64 { return float64(consumer.Stats.Redelivery.Load()) },
+		Rejections: func() float64 {
+			n, _ := db.CountRejections(context.Background(), intake.RejectionOpen)
+			return float64(n)
+		},
+		ProjectionLag: func() float64 { return float64(projectionLag(store, projector)) },
+		TopUpsByState: func() map[string]float64 {
+			st := &topUps.Stats
+			return map[string]float64{"requested": float64(st.Requested.Load()), "succeeded": float64(st.Succeeded.Load()),
+				"failed": float64(st.Failed.Load()), "paying": float64(st.Paying.Load())}
+		},
+	})
 }
 
 func startNATS(cfg config, log *zap.Logger) (*server.Server, string, error) {
