@@ -69,6 +69,14 @@ func TestMovementsSummaryAndDisputes(t *testing.T) {
 	if n := len(l.mustDo("GET", "/v1/accounts/acme/movements?user_id=u-7&type=usage", "", 200)["movements"].([]any)); n != 2 {
 		t.Errorf("user filter: %d", n)
 	}
+	// Time filters are on occurred_at, the usage's own time: [from, to).
+	day := "from=2026-11-24T00:00:00Z&to=2026-11-25T00:00:00Z"
+	if n := len(l.mustDo("GET", "/v1/accounts/acme/movements?"+day, "", 200)["movements"].([]any)); n != 4 {
+		t.Errorf("movements of 2026-11-24: %d, want the 4 usages", n)
+	}
+	if s := l.mustDo("GET", "/v1/accounts/acme/usage-summary?from=2026-11-25T00:00:00Z&to=2026-11-26T00:00:00Z", "", 200); s["total_charged"] != "0" {
+		t.Errorf("summary of a day without usage: %v", s)
+	}
 	for _, bad := range []string{"limit=0", "limit=1001", "cause=weather", "type=gift", "from=yesterday", "cursor=garbage"} {
 		l.mustDo("GET", "/v1/accounts/acme/movements?"+bad, "", 400)
 	}

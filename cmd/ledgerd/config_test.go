@@ -1,0 +1,38 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+// TestConfigFromEnvironment: every flag can come from LEDGER_ + its name; the command
+// line wins over the environment.
+func TestConfigFromEnvironment(t *testing.T) {
+	t.Setenv("LEDGER_DATA_DIR", "/tmp/from-env")
+	t.Setenv("LEDGER_HTTP_ADDR", "127.0.0.1:9999")
+	t.Setenv("LEDGER_TOP_UP_MAX_ATTEMPTS", "5")
+	t.Setenv("LEDGER_TOP_UP_RETRY_BASE", "30s")
+	t.Setenv("LEDGER_PAYMENT_GATEWAY", "sandbox")
+	cfg, err := parseConfig([]string{"--http-addr", "127.0.0.1:7777"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DataDir != "/tmp/from-env" || cfg.HTTPAddr != "127.0.0.1:7777" || cfg.TopUpMaxAttempts != 5 || cfg.TopUpRetryBase != 30*time.Second {
+		t.Fatalf("config %+v", cfg)
+	}
+	t.Setenv("LEDGER_TOP_UP_MAX_ATTEMPTS", "many")
+	if _, err := parseConfig(nil); err == nil {
+		t.Fatal("a malformed LEDGER_TOP_UP_MAX_ATTEMPTS was accepted")
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	cfg, err := parseConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DataDir != "./data" || cfg.HTTPAddr != "127.0.0.1:8080" || cfg.NATSListen != "127.0.0.1:4222" || cfg.Store != "jetstream" ||
+		cfg.PaymentGateway != "sandbox" || cfg.TopUpMaxAttempts != 3 || cfg.TopUpRetryBase != time.Minute || cfg.AutoTopUpDailyMax != 10 {
+		t.Fatalf("defaults %+v", cfg)
+	}
+}
