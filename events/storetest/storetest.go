@@ -133,7 +133,7 @@ func appendOne(ctx context.Context, s events.Store, ev events.Envelope) (events.
 	evs := []events.Envelope{ev}
 	errs := s.Append(ctx, evs)
 	if len(errs) != 1 {
-		return ev, fmt.Errorf("Append returned %d errors for 1 event", len(errs))
+		return ev, fmt.Errorf("append returned %d errors for 1 event", len(errs))
 	}
 	return evs[0], errs[0]
 }
