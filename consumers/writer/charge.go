@@ -49,19 +49,16 @@ func (w *Writer) ChargeUsages(ctx context.Context, usages []ledger.Usage) []erro
 		}
 		todo = todo[:0]
 		for id := range conflicted {
+			lost := unresolved(groups[id], errs) // the usages already charged keep their nil
 			if attempt >= w.opts.ConflictRetriesMax {
-				for _, i := range groups[id] {
-					errs[i] = fmt.Errorf("charge usage on %s: %w", id, events.ErrConflict)
-				}
+				setAll(errs, lost, fmt.Errorf("charge usage on %s: %w", id, events.ErrConflict))
 				continue
 			}
 			if err := w.reload(ctx, accs[id]); err != nil {
-				for _, i := range groups[id] {
-					errs[i] = err
-				}
+				setAll(errs, lost, err)
 				continue
 			}
-			todo = append(todo, unresolved(groups[id], errs)...)
+			todo = append(todo, lost...)
 		}
 		sort.Ints(todo)
 	}
@@ -175,6 +172,12 @@ func duplicateOutcome(key intake.UsageKey, chargedHash, hash string) error {
 	}
 	return ledger.Errorf(ledger.ECONFLICT, "conflicting_duplicate",
 		"usage %q of account %q was already charged with different content", key.UsageID, key.AccountID)
+}
+
+func setAll(errs []error, indices []int, err error) {
+	for _, i := range indices {
+		errs[i] = err
+	}
 }
 
 func unresolved(indices []int, errs []error) []int {
