@@ -27,6 +27,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -52,6 +53,7 @@ type config struct {
 	MemoryChild    bool
 	JSON           bool
 	PprofAddr      string
+	GCPercent      int
 }
 
 func parseConfig(args []string, stderr io.Writer) (config, error) {
@@ -73,6 +75,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.MemoryChild, "memory-child", false, "internal: run the memory phase in this process and print its result")
 	fs.BoolVar(&c.JSON, "json", false, "also print the results as one JSON object")
 	fs.StringVar(&c.PprofAddr, "pprof", "", "serve net/http/pprof on this address while running (for example 127.0.0.1:6061)")
+	fs.IntVar(&c.GCPercent, "gc-percent", 400, "garbage collector target, as ledgerd's --gc-percent and with the same default; GOGC wins when set")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -91,6 +94,10 @@ func main() {
 	cfg, err := parseConfig(os.Args[1:], os.Stderr)
 	if err != nil {
 		os.Exit(2)
+	}
+	// Run the ledger's components under the collector setting ledgerd uses.
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(cfg.GCPercent)
 	}
 	if cfg.PprofAddr != "" {
 		go func() { fmt.Fprintln(os.Stderr, "ledgerbench: pprof:", http.ListenAndServe(cfg.PprofAddr, nil)) }()

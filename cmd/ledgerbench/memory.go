@@ -54,7 +54,8 @@ func measureMemoryChild(ctx context.Context, cfg config, out io.Writer) (memoryR
 	if err != nil {
 		return res, err
 	}
-	args := []string{"-phases", "memory", "-memory-child", "-memory-accounts", strconv.Itoa(cfg.MemoryAccounts), "-dir", filepath.Join(cfg.Dir, "memory")}
+	args := []string{"-phases", "memory", "-memory-child", "-memory-accounts", strconv.Itoa(cfg.MemoryAccounts), "-dir", filepath.Join(cfg.Dir, "memory"),
+		"-gc-percent", strconv.Itoa(cfg.GCPercent)}
 	if cfg.ProfileDir != "" {
 		args = append(args, "-profile", cfg.ProfileDir)
 	}

@@ -38,6 +38,7 @@ type config struct {
 	ReadToken          string
 	LogLevel           string
 	ShutdownTimeoutMax time.Duration
+	GCPercent          int
 }
 
 func parseConfig(args []string) (config, error) {
@@ -89,6 +90,7 @@ func parseConfig(args []string) (config, error) {
 	intFlag(&c.Replicas, "replicas", 1, "replicas of the LEDGER and USAGE streams: 3 on a NATS cluster (with --nats-url), 1 on one server")
 	durFlag(&c.NATSAckWait, "nats-ack-wait", 30*time.Second, "how long an append waits for JetStream's acknowledgement before it is retried; bounds the pause of charging after a cluster leader is lost")
 	durFlag(&c.ShutdownTimeoutMax, "shutdown-timeout", 8*time.Second, "how long a graceful stop may take")
+	intFlag(&c.GCPercent, "gc-percent", gcPercentDefault, "Go garbage collector target, as GOGC (which wins when set): heap growth allowed between collections, in percent of the live heap")
 	if err != nil {
 		return c, err
 	}
@@ -126,6 +128,8 @@ func (c config) validate() error {
 		return errors.New("--auto-top-up-daily-max must not be negative")
 	case c.Replicas < 1 || c.Replicas > 5:
 		return fmt.Errorf("--replicas must be 1..5 (JetStream's range), got %d", c.Replicas)
+	case c.GCPercent < 25:
+		return fmt.Errorf("--gc-percent must be at least 25, got %d", c.GCPercent)
 	case c.NATSAckWait <= 0:
 		return errors.New("--nats-ack-wait must be positive")
 	case c.Replicas > 1 && c.NATSURL == "":

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"testing"
 	"time"
 )
@@ -20,6 +21,15 @@ func TestConfigFromEnvironment(t *testing.T) {
 	if cfg.DataDir != "/tmp/from-env" || cfg.HTTPAddr != "127.0.0.1:7777" || cfg.TopUpMaxAttempts != 5 || cfg.TopUpRetryBase != 30*time.Second {
 		t.Fatalf("config %+v", cfg)
 	}
+	t.Setenv("LEDGER_GC_PERCENT", "200")
+	if cfg, err = parseConfig(nil); err != nil || cfg.GCPercent != 200 {
+		t.Fatalf("LEDGER_GC_PERCENT=200 gave %d, %v", cfg.GCPercent, err)
+	}
+	t.Setenv("LEDGER_GC_PERCENT", "10")
+	if _, err := parseConfig(nil); err == nil {
+		t.Fatal("--gc-percent 10 was accepted")
+	}
+	os.Unsetenv("LEDGER_GC_PERCENT") // t.Setenv restores it after the test
 	t.Setenv("LEDGER_TOP_UP_MAX_ATTEMPTS", "many")
 	if _, err := parseConfig(nil); err == nil {
 		t.Fatal("a malformed LEDGER_TOP_UP_MAX_ATTEMPTS was accepted")
@@ -32,7 +42,8 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.DataDir != "./data" || cfg.HTTPAddr != "127.0.0.1:8080" || cfg.NATSListen != "127.0.0.1:4222" || cfg.Store != "jetstream" ||
-		cfg.PaymentGateway != "sandbox" || cfg.TopUpMaxAttempts != 3 || cfg.TopUpRetryBase != time.Minute || cfg.AutoTopUpDailyMax != 10 {
+		cfg.PaymentGateway != "sandbox" || cfg.TopUpMaxAttempts != 3 || cfg.TopUpRetryBase != time.Minute || cfg.AutoTopUpDailyMax != 10 ||
+		cfg.GCPercent != gcPercentDefault {
 		t.Fatalf("defaults %+v", cfg)
 	}
 }

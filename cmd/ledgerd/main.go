@@ -26,6 +26,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "ledgerd:", err)
 		os.Exit(2)
 	}
+	setGCPercent(cfg.GCPercent)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, cfg, log); err != nil {
