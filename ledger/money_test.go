@@ -1,6 +1,11 @@
 package ledger
 
-import "testing"
+import (
+	"strings"
+	"testing"
+
+	"github.com/shopspring/decimal"
+)
 
 func TestParseAmount(t *testing.T) {
 	tests := []struct {
@@ -61,6 +66,57 @@ func TestValidID(t *testing.T) {
 	for _, tt := range tests {
 		if got := ValidID(tt.give); got != tt.want {
 			t.Errorf("ValidID(%q) = %v, want %v", tt.give, got, tt.want)
+		}
+	}
+}
+
+// amountSeeds are the amounts the differential tests start from.
+var amountSeeds = []string{
+	"12.5", "0.4200", "0", "-0", "-0.0000", "-3.25", "0.0001", "0.00001", "1.23450", "1e3", "1E3", "", " 1", "1 ", "1.", ".5",
+	"+1", "-", "-.5", "NaN", "Inf", "999999999999999", "1000000000000000", "999999999999999.9999", "-999999999999999.9999",
+	"922337203685477.5807", "922337203685477.5808", "-922337203685477.5808", "0000000000000000000000012.3400",
+	"00000000000000000000000000000000000000.0001", "1000000000000000.0", "٣", "−1", "1_000", "0x10", "1.2.3", "--1",
+	"0." + strings.Repeat("0", 10001), "1" + strings.Repeat("0", 40), "0.42\n", "12,5",
+}
+
+// TestParseAmountMatchesReference runs the seeds of FuzzParseAmountDifferential in every run.
+func TestParseAmountMatchesReference(t *testing.T) {
+	for _, s := range amountSeeds {
+		checkParseAmountAgainstReference(t, s)
+	}
+}
+
+// FuzzParseAmountDifferential: ParseAmount, ParseNonNegative and ParsePositive without the
+// regexp return what the regexp-based implementation returned (value, text, exponent, error),
+// and appendAmountString writes what decimal's String does for every accepted amount.
+func FuzzParseAmountDifferential(f *testing.F) {
+	for _, s := range amountSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(checkParseAmountAgainstReference)
+}
+
+func checkParseAmountAgainstReference(t *testing.T, s string) {
+	for _, p := range []struct {
+		name      string
+		got, want func(field, s string) (decimal.Decimal, error)
+	}{
+		{"ParseAmount", ParseAmount, parseAmountReference},
+		{"ParseNonNegative", ParseNonNegative, parseNonNegativeReference},
+		{"ParsePositive", ParsePositive, parsePositiveReference},
+	} {
+		got, err := p.got("amount", s)
+		want, wantErr := p.want("amount", s)
+		if d := diffErrors(err, wantErr); d != "" {
+			t.Fatalf("%s(%q): %s", p.name, s, d)
+		}
+		if d := diffAmounts(got, want); d != "" {
+			t.Fatalf("%s(%q): %s", p.name, s, d)
+		}
+		if err == nil {
+			if text := string(appendAmountString(nil, s)); text != want.String() {
+				t.Fatalf("appendAmountString(%q) = %q, want %q", s, text, want.String())
+			}
 		}
 	}
 }
