@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"regexp"
-	"strings"
 	"time"
 
 	"github.com/telephony/creditledger/events"
@@ -40,8 +38,6 @@ const UsagePayloadMax = 16 << 10
 // freeTextMax bounds the optional descriptive fields.
 const freeTextMax = 128
 
-var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
-
 // usageWire is the JSON the platform sends. Every field is a string so that a JSON number
 // for an amount is refused rather than silently converted through a float.
 type usageWire struct {
@@ -70,60 +66,119 @@ func ParseUsage(raw []byte) (Usage, error) {
 	if len(raw) > UsagePayloadMax {
 		return Usage{}, Errorf(EINVALID, "payload_too_large", "usage event is %d bytes, the limit is %d", len(raw), UsagePayloadMax)
 	}
+	// Ingest pays this per message: the hand-written scanner decodes the payloads the platform
+	// really sends, and hands everything else (escapes, unknown or case-folded keys, nulls,
+	// numbers, duplicates, anything malformed) to encoding/json, whose semantics define the
+	// result. FuzzParseUsageDifferential holds the two paths to the same answers.
+	f, ok := scanUsage(raw)
+	if !ok {
+		var err error
+		if f, err = decodeUsageJSON(raw); err != nil {
+			return Usage{}, err
+		}
+	}
+	return f.validate()
+}
+
+// decodeUsageJSON decodes a usage event with encoding/json: the general path, for payloads
+// scanUsage is not sure about.
+func decodeUsageJSON(raw []byte) (usageFields, error) {
 	var w usageWire
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(&w); err != nil {
-		return Usage{}, Errorf(EINVALID, "malformed_json", "usage event is not a JSON object of string fields: %v", err)
+		return usageFields{}, Errorf(EINVALID, "malformed_json", "usage event is not a JSON object of string fields: %v", err)
 	}
+	// More is false also when the next byte is '}' or ']', so "{...}}" is accepted; scanUsage
+	// leaves such input to this path, which keeps the behaviour unchanged.
 	if dec.More() {
-		return Usage{}, Errorf(EINVALID, "malformed_json", "usage event has trailing data after the JSON object")
+		return usageFields{}, Errorf(EINVALID, "malformed_json", "usage event has trailing data after the JSON object")
 	}
-	return w.validate()
-}
-
-func (w usageWire) validate() (Usage, error) {
-	var u Usage
-	var err error
-	for _, f := range []struct {
-		name string
-		v    *string
-	}{{"usage_id", w.UsageID}, {"account_id", w.AccountID}, {"type", w.Type}, {"occurred_at", w.OccurredAt}, {"amount", w.Amount}, {"currency", w.Currency}} {
-		if f.v == nil {
-			return u, Errorf(EINVALID, "missing_field", "%s is required", f.name)
+	var f usageFields
+	for i, p := range [usageFieldCount]*string{w.UsageID, w.AccountID, w.Type, w.Reason, w.OccurredAt,
+		w.Amount, w.Currency, w.UserID, w.Quantity, w.Unit, w.Destination} {
+		if p != nil { // a JSON null leaves the field absent, like a missing key
+			f.v[i], f.present = *p, f.present|1<<i
 		}
 	}
-	if err = CheckID("usage_id", *w.UsageID); err != nil {
-		return u, err
+	return f, nil
+}
+
+// usageFields holds the string fields of one usage event as decoded, indexed by the
+// usageField* constants; present has bit i set when field i was given (and not null).
+type usageFields struct {
+	v       [usageFieldCount]string
+	present uint16
+}
+
+// validate checks the fields and builds the usage. Both decoding paths end here, so they
+// share every rule, reason code and message.
+func (f *usageFields) validate() (Usage, error) {
+	for _, i := range [...]int{usageFieldUsageID, usageFieldAccountID, usageFieldType, usageFieldOccurredAt, usageFieldAmount, usageFieldCurrency} {
+		if f.present&(1<<i) == 0 {
+			return Usage{}, Errorf(EINVALID, "missing_field", "%s is required", usageFieldNames[i])
+		}
 	}
-	if err = CheckID("account_id", *w.AccountID); err != nil {
-		return u, err
+	accountID := f.v[usageFieldAccountID]
+	c := events.UsageCharged{UsageID: f.v[usageFieldUsageID], UsageType: f.v[usageFieldType], Reason: f.v[usageFieldReason]}
+	// validIDFast spares the regexp of ValidID on the hot path; CheckID words the rejection.
+	if !validIDFast(c.UsageID) {
+		if err := CheckID("usage_id", c.UsageID); err != nil {
+			return Usage{}, err
+		}
 	}
-	c := events.UsageCharged{UsageID: *w.UsageID, UsageType: *w.Type, Reason: str(w.Reason)}
+	if !validIDFast(accountID) {
+		if err := CheckID("account_id", accountID); err != nil {
+			return Usage{}, err
+		}
+	}
+	var err error
 	if c.Cause, err = CauseOf(c.UsageType, c.Reason); err != nil {
-		return u, err
+		return Usage{}, err
 	}
-	if c.UsedAt, err = ParseTime("occurred_at", *w.OccurredAt); err != nil {
-		return u, err
+	if c.UsedAt, err = ParseTime("occurred_at", f.v[usageFieldOccurredAt]); err != nil {
+		return Usage{}, err
 	}
-	if c.Amount, err = ParseNonNegative("amount", *w.Amount); err != nil {
-		return u, err
+	if c.Amount, err = ParseNonNegative("amount", f.v[usageFieldAmount]); err != nil {
+		return Usage{}, err
 	}
-	if c.Currency, err = ParseCurrency(*w.Currency); err != nil {
-		return u, err
+	if c.Currency, err = ParseCurrency(f.v[usageFieldCurrency]); err != nil {
+		return Usage{}, err
 	}
-	c.UserID, c.Quantity, c.Unit, c.Destination = str(w.UserID), str(w.Quantity), str(w.Unit), str(w.Destination)
-	for name, v := range map[string]string{"user_id": c.UserID, "quantity": c.Quantity, "unit": c.Unit, "destination": c.Destination} {
-		if len(v) > freeTextMax {
-			return u, Errorf(EINVALID, "invalid_"+name, "%s is longer than %d bytes", name, freeTextMax)
+	c.UserID, c.Quantity, c.Unit, c.Destination = f.v[usageFieldUserID], f.v[usageFieldQuantity], f.v[usageFieldUnit], f.v[usageFieldDestination]
+	// The first over-long field in this order is reported. (Before, the order was that of a
+	// map iteration, so with several over-long fields the reason was any one of them.)
+	for _, i := range [...]int{usageFieldUserID, usageFieldQuantity, usageFieldUnit, usageFieldDestination} {
+		if len(f.v[i]) > freeTextMax {
+			name := usageFieldNames[i]
+			return Usage{}, Errorf(EINVALID, "invalid_"+name, "%s is longer than %d bytes", name, freeTextMax)
 		}
 	}
 	if c.Quantity != "" {
-		if _, err := ParseNonNegative("quantity", c.Quantity); err != nil {
-			return u, Errorf(EINVALID, "invalid_quantity", "quantity must be a non-negative decimal string, got %q", truncate(c.Quantity, 40))
+		// Only checked, so the common case skips building a decimal; ParseNonNegative has the
+		// last word on anything unusual.
+		if coef, neg, _, ok := scanAmountFast(c.Quantity); !ok || neg && coef != 0 {
+			if _, err := ParseNonNegative("quantity", c.Quantity); err != nil {
+				return Usage{}, Errorf(EINVALID, "invalid_quantity", "quantity must be a non-negative decimal string, got %q", truncate(c.Quantity, 40))
+			}
 		}
 	}
-	c.ContentHash = contentHash(*w.AccountID, c)
-	return Usage{AccountID: *w.AccountID, Charge: c}, nil
+	c.ContentHash = contentHash(accountID, &c, f.v[usageFieldAmount])
+	return Usage{AccountID: accountID, Charge: c}, nil
+}
+
+// validIDFast is ValidID without the regexp: 1..IDLengthMax bytes of [A-Za-z0-9._:-].
+func validIDFast(s string) bool {
+	if len(s) == 0 || len(s) > IDLengthMax {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // CauseOf maps a usage type (and, for calls, the reason) to the movement cause.
@@ -151,7 +206,7 @@ func CauseOf(usageType, reason string) (string, error) {
 
 // ParseCurrency accepts an ISO 4217 style code of three upper-case letters.
 func ParseCurrency(s string) (string, error) {
-	if !currencyPattern.MatchString(s) {
+	if len(s) != 3 || !isUpper(s[0]) || !isUpper(s[1]) || !isUpper(s[2]) {
 		return "", Errorf(EINVALID, "invalid_currency", "currency must be three upper-case letters, got %q", truncate(s, 20))
 	}
 	return s, nil
@@ -167,20 +222,35 @@ func ParseTime(field, s string) (time.Time, error) {
 }
 
 // contentHash fingerprints what a usage says, with amounts compared as decimals, so a
-// redelivery of the same usage is recognised and one that differs is not.
-func contentHash(accountID string, c events.UsageCharged) string {
-	h := sha256.New()
-	for _, f := range []string{accountID, c.UsageID, c.UsageType, c.Reason, c.UsedAt.Format(time.RFC3339Nano),
-		c.Amount.String(), c.Currency, c.UserID, c.Quantity, c.Unit, c.Destination} {
-		h.Write([]byte(f))
-		h.Write([]byte{0})
+// redelivery of the same usage is recognised and one that differs is not. The hash is stored
+// in the durable usage index, so its input must never change: every field followed by a zero
+// byte, in this order, the time in UTC as RFC 3339 with nanoseconds, the amount as
+// decimal.Decimal.String writes it; then the hex of the first 16 bytes of SHA-256.
+// amountText is the amount as given, from which the canonical form is written without
+// decimal's allocations.
+func contentHash(accountID string, c *events.UsageCharged, amountText string) string {
+	var stack [512]byte // typical content is ~150 bytes; larger content grows on the heap
+	b := stack[:0]
+	for _, f := range [...]string{accountID, c.UsageID, c.UsageType, c.Reason} {
+		b = append(b, f...)
+		b = append(b, 0)
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	b = c.UsedAt.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, 0)
+	if amountStringIsCanonical() {
+		b = appendAmountString(b, amountText)
+	} else {
+		b = append(b, c.Amount.String()...)
+	}
+	b = append(b, 0)
+	for _, f := range [...]string{c.Currency, c.UserID, c.Quantity, c.Unit, c.Destination} {
+		b = append(b, f...)
+		b = append(b, 0)
+	}
+	sum := sha256.Sum256(b)
+	var hexSum [32]byte
+	hex.Encode(hexSum[:], sum[:16])
+	return string(hexSum[:])
 }
 
-func str(p *string) string {
-	if p == nil {
-		return ""
-	}
-	return strings.Clone(*p)
-}
+func isUpper(c byte) bool { return 'A' <= c && c <= 'Z' }
