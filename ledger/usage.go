@@ -88,9 +88,9 @@ func decodeUsageJSON(raw []byte) (usageFields, error) {
 	if err := dec.Decode(&w); err != nil {
 		return usageFields{}, Errorf(EINVALID, "malformed_json", "usage event is not a JSON object of string fields: %v", err)
 	}
-	// More is false also when the next byte is '}' or ']', so "{...}}" is accepted; scanUsage
-	// leaves such input to this path, which keeps the behaviour unchanged.
-	if dec.More() {
+	// Only JSON whitespace may follow the object. (Decoder.More would not do: it is false
+	// also when the next byte is '}' or ']', and "{...}}" was once accepted that way.)
+	if len(bytes.TrimLeft(raw[dec.InputOffset():], " \t\r\n")) > 0 {
 		return usageFields{}, Errorf(EINVALID, "malformed_json", "usage event has trailing data after the JSON object")
 	}
 	var f usageFields

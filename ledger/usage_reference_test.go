@@ -17,10 +17,12 @@ import (
 
 // This file keeps the encoding/json and regexp based implementation of ParseUsage and
 // ParseAmount as it was before the hand-written scanner, as the reference the differential
-// fuzz tests hold the fast code to. It is the old code unchanged but for one point, marked
+// fuzz tests hold the fast code to. It is the old code unchanged but for two points, marked
 // below: the old free-text length check iterated over a map, so with several over-long fields
 // the reason was random among them; the reference (and ParseUsage) report the first in a
-// fixed order, which was one of the old possible answers.
+// fixed order, which was one of the old possible answers. And the old trailing-data check
+// (Decoder.More) let a stray '}' or ']' after the object through; both now reject anything
+// but whitespace there.
 
 var (
 	amountPatternReference   = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
@@ -36,7 +38,8 @@ func parseUsageReference(raw []byte) (Usage, error) {
 	if err := dec.Decode(&w); err != nil {
 		return Usage{}, Errorf(EINVALID, "malformed_json", "usage event is not a JSON object of string fields: %v", err)
 	}
-	if dec.More() {
+	// Changed: was dec.More(), which accepted "{...}}" and "{...}]x".
+	if len(bytes.TrimLeft(raw[dec.InputOffset():], " \t\r\n")) > 0 {
 		return Usage{}, Errorf(EINVALID, "malformed_json", "usage event has trailing data after the JSON object")
 	}
 	return validateReference(w)

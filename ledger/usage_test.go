@@ -32,6 +32,8 @@ func TestParseUsageRejects(t *testing.T) {
 		{"array", `[]`, "malformed_json"},
 		{"amount as number", strings.Replace(validUsage, `"0.42"`, `0.42`, 1), "malformed_json"},
 		{"trailing data", validUsage + `{}`, "malformed_json"},
+		{"stray closing brace", validUsage + `}`, "malformed_json"},
+		{"stray closing bracket", validUsage + " ]x", "malformed_json"},
 		{"missing usage_id", strings.Replace(validUsage, `"usage_id": "call-8f2c",`, ``, 1), "missing_field"},
 		{"bad usage_id", strings.Replace(validUsage, `call-8f2c`, `call 8f2c`, 1), "invalid_usage_id"},
 		{"unknown type", strings.Replace(validUsage, `"call"`, `"fax"`, 1), "unknown_type"},
@@ -123,8 +125,7 @@ func usageSeeds() []string {
 		// Whitespace between every token, and after the object.
 		strings.NewReplacer(`{`, " \t{\n ", `:`, " \r:\t", `,`, "\n,\r\n", `}`, " } \n\t\r").Replace(base),
 		base + " \n", "\n" + base,
-		// Bytes after the object: encoding/json's Decoder.More says no more values before '}'
-		// or ']', so those are accepted; anything else is trailing data.
+		// Bytes after the object: only whitespace may follow it.
 		base + `}`, base + ` ]`, base + `]x`, base + `{}`, base + ` x`, base + `,`, base + `"`, base + "\x00",
 		"\xef\xbb\xbf" + base, // a byte order mark is not JSON whitespace
 		// Escapes in values: plain, \u, surrogate pairs, lone or broken surrogates, bad escapes.
