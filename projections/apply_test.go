@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -401,5 +402,46 @@ func TestReadOnly(t *testing.T) {
 	defer ro.Close()
 	if a := mustAccount(t, ro, "a"); !a.Balance.Equal(dec("3")) {
 		t.Errorf("read-only after the writer closed sees balance %s, want 3", a.Balance)
+	}
+}
+
+// TestPageSize checks that a new file gets pageSizeParam's 8 KiB pages and that a file
+// created earlier with SQLite's default 4 KiB pages keeps them and goes on working: the page
+// size of a file with tables cannot change, so Open must not depend on it.
+func TestPageSize(t *testing.T) {
+	pageSize := func(db *DB) int {
+		t.Helper()
+		var n int
+		if err := db.r.QueryRow("PRAGMA page_size").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := pageSize(openTest(t)); n != 8192 {
+		t.Errorf("new file: page_size %d, want 8192", n)
+	}
+
+	path := filepath.Join(t.TempDir(), "readmodels.db")
+	old, err := open(path, "_txlock=immediate&_journal_mode=WAL&_pragma=page_size(4096)", schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHistory()
+	mustApply(t, old, h.open("acct-1", "10"), h.usage("acct-1", "u-1", "1.5"))
+	old.Close()
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if n := pageSize(db); n != 4096 {
+		t.Errorf("old file: page_size %d, want 4096 kept", n)
+	}
+	mustApply(t, db, h.usage("acct-1", "u-2", "2"))
+	if a := mustAccount(t, db, "acct-1"); !a.Balance.Equal(dec("-3.5")) {
+		t.Errorf("balance %s, want -3.5", a.Balance)
+	}
+	if ms := allMovements(t, db, "acct-1", MovementFilter{}); len(ms) != 2 {
+		t.Errorf("%d movements, want 2", len(ms))
 	}
 }
