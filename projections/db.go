@@ -41,10 +41,9 @@ const schemaVersion = 1
 // (each batch's movements sorted by key before the insert) against 53,900; the profile
 // shows why: a batch dirties one wide leaf page per account it touches, and the commit's
 // WAL writes (pwrite time, 4 KiB pages) nearly tripled, while the index's narrow entries
-// share pages. The rebuild
-// loses too (BenchmarkRebuild/new_file 59,900 against 68,300, sorting each build
-// transaction's movements and no index to create at the end). accounts and top_ups are
-// small, WITHOUT ROWID on their keys. No other index: each one costs every insert (see
+// share pages. The rebuild loses too (BenchmarkRebuild/new_file 59,900 against 68,300,
+// sorting each build transaction's movements and no index to create at the end).
+// accounts and top_ups are small, WITHOUT ROWID on their keys. No other index: each one costs every insert (see
 // UsageSummary for occurred_at).
 //
 // schema is schemaTables followed by schemaIndexes: a rebuild creates the tables, bulk-loads
@@ -121,8 +120,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS movements_by_account ON movements (account_id,
 //     spread over many accounts dirties hundreds of pages, and the default 1,000
 //     checkpointed (with an fsync) almost every batch; measured +8% events per CPU-second
 //     (with 8 KiB pages, 5,000 measured the same as 10,000);
-//   - temp_store=MEMORY keeps the statement journal of multi-row inserts off the disk
-//     (it was a quarter of the CPU time, in pwrite).
+//   - temp_store=MEMORY keeps temporary files (statement journals, sorters) off the disk:
+//     the statement journal of multi-row inserts was a quarter of the CPU time, in pwrite
+//     (the movement inserts need none since, see stmtInsertMovement).
 const writerParams = "_txlock=immediate&_journal_mode=WAL&_synchronous=NORMAL" + pageSizeParam +
 	"&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(10000)&_pragma=temp_store(MEMORY)"
 
