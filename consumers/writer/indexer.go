@@ -13,12 +13,15 @@ import (
 
 // Limits of the background index writer.
 const (
-	// indexRowsPerTxMax bounds the usages written in one index transaction. The index
-	// takes inserts at random keys, so a commit rewrites about one page per row when it
-	// is small; a large one writes each touched page once for many rows.
-	indexRowsPerTxMax = 65_536
+	// indexRowsPerTxMax bounds the usages written in one index batch. The index (an
+	// LSM, see intake) costs about the same per usage at 1,000, 16,384 or 65,536 per
+	// batch (BenchmarkPutUsages), unlike the B-tree before it, which wanted the largest
+	// transactions. 16,384 keeps a batch (about 1 MB) under half of Pebble's memtable,
+	// above which Pebble turns a batch into a memtable of its own and flushes it, and
+	// keeps indexPendingMax, which is twice this, to a few MB of queued usages.
+	indexRowsPerTxMax = 16_384
 	// indexGatherDelay is how long the flusher lets usages gather before its first write.
-	// Under load it never waits: whatever arrived while it wrote is the next transaction.
+	// Under load it never waits: whatever arrived while it wrote is the next batch.
 	indexGatherDelay = 20 * time.Millisecond
 	// indexRetryDelayBase is the pause after a failed index write; it doubles up to
 	// indexRetryDelayMax.
@@ -27,10 +30,10 @@ const (
 )
 
 // indexer writes charged usages to the durable usage index behind the hot path. The
-// ingest profile showed the index write as the largest cost of a batch (a SQLite
+// ingest profile showed the index write as the largest cost of a batch (then a SQLite
 // transaction of random-key inserts, about 19 µs per usage, on the batch's critical path);
 // now a batch hands its usages over and goes on, and one flusher goroutine writes them in
-// large transactions while the next batch is decided and appended.
+// large batches while the next batch is decided and appended.
 //
 // Exactly-once holds meanwhile because a usage waiting here can still be looked up here
 // (lookup), whatever the cache has dropped. A crash loses nothing: Load re-indexes from
