@@ -210,8 +210,9 @@ func readInto(ctx context.Context, store events.Store, after, until uint64, out 
 }
 
 // readModelTables are the tables a swap replaces (the checkpoint is set apart), with their
-// columns and the order to copy them in: movements in index order, so that both the table
-// and its index are written sequentially.
+// columns and the order to copy them in when the two files' tables differ (see
+// copyStatement): movements in index order, so that both the table and its index are
+// written sequentially.
 var readModelTables = []struct{ name, columns, order string }{
 	{"accounts", accountColumns, "account_id"},
 	{"movements", movementColumns, "account_id, version"},
@@ -253,7 +254,10 @@ func (db *DB) swapIn(ctx context.Context, store events.Store, fresh string) (uin
 		if _, err := tx.ExecContext(ctx, "DELETE FROM main."+t.name); err != nil {
 			return 0, fmt.Errorf("swap: clear %s: %w", t.name, err)
 		}
-		copySQL := fmt.Sprintf("INSERT INTO main.%s (%s) SELECT %s FROM fresh.%s ORDER BY %s", t.name, t.columns, t.columns, t.name, t.order)
+		copySQL, err := copyStatement(ctx, tx, t.name, t.columns, t.order)
+		if err != nil {
+			return 0, fmt.Errorf("swap: copy %s: %w", t.name, err)
+		}
 		if _, err := tx.ExecContext(ctx, copySQL); err != nil {
 			return 0, fmt.Errorf("swap: copy %s: %w", t.name, err)
 		}
@@ -280,6 +284,29 @@ func (db *DB) swapIn(ctx context.Context, store events.Store, fresh string) (uin
 		return 0, fmt.Errorf("swap: commit: %w", err)
 	}
 	return cp, nil
+}
+
+// copyStatement is the statement that copies table from the attached fresh file into the
+// emptied live one. When both files define the table with the same text (always, unless
+// the live file was created by another version of the schema) it is
+// "INSERT INTO main.t SELECT * FROM fresh.t": SQLite's transfer optimisation then copies
+// the stored records of the table and of each index as they are, in their own order,
+// without decoding a row or looking anything up, where the column-by-column copy decoded
+// every row, re-encoded it and sorted through the index. Otherwise the columns are named,
+// so that a different column order cannot shift values.
+func copyStatement(ctx context.Context, tx *sql.Tx, table, columns, order string) (string, error) {
+	var live, fresh sql.NullString
+	const q = "SELECT sql FROM %s.sqlite_schema WHERE type = 'table' AND name = ?"
+	if err := tx.QueryRowContext(ctx, fmt.Sprintf(q, "main"), table).Scan(&live); err != nil {
+		return "", err
+	}
+	if err := tx.QueryRowContext(ctx, fmt.Sprintf(q, "fresh"), table).Scan(&fresh); err != nil {
+		return "", err
+	}
+	if live.Valid && live == fresh {
+		return fmt.Sprintf("INSERT INTO main.%s SELECT * FROM fresh.%s", table, table), nil
+	}
+	return fmt.Sprintf("INSERT INTO main.%s (%s) SELECT %s FROM fresh.%s ORDER BY %s", table, columns, columns, table, order), nil
 }
 
 // removeDB deletes a database file with its WAL and shared-memory files.

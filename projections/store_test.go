@@ -339,6 +339,45 @@ func TestRebuildNewFile(t *testing.T) {
 
 // TestRebuildRepairsEveryTable damages rows of every table (changed, removed, added) and
 // checks that a rebuild leaves exactly the rows of the store, as Verify sees them.
+// TestRebuildIntoOtherColumnOrder rebuilds into a live file whose movements table declares
+// its columns in another order than the fresh file's: the swap must then copy by column
+// name, not with the SELECT * of the transfer optimisation, which would shift values.
+func TestRebuildIntoOtherColumnOrder(t *testing.T) {
+	s := testStore(t)
+	db := openTest(t)
+	h := newHistory()
+	appendAll(t, s, workload(h, []string{"a", "b"}, 300))
+	for _, q := range []string{
+		"DROP TABLE movements",
+		"CREATE TABLE movements (currency TEXT NOT NULL, " + movementsColumnsDDL(t, db),
+		schemaIndexes,
+	} {
+		mustExec(t, db, q)
+	}
+	if err := Rebuild(context.Background(), s, db.Path(), nil); err != nil {
+		t.Fatal(err)
+	}
+	assertMatchesStore(t, db, s)
+	if diffs, err := Verify(context.Background(), s, db); err != nil || len(diffs) != 0 {
+		t.Errorf("Verify after rebuild = %v, %v", diffs, err)
+	}
+}
+
+// movementsColumnsDDL is the column list of the movements table as created, without the
+// leading "CREATE TABLE movements (" and without its last column, currency.
+func movementsColumnsDDL(t *testing.T, db *DB) string {
+	t.Helper()
+	var ddl string
+	if err := db.w.QueryRow("SELECT sql FROM sqlite_schema WHERE name = 'movements'").Scan(&ddl); err != nil {
+		t.Fatal(err)
+	}
+	_, cols, ok := strings.Cut(ddl, "(")
+	if !ok || !strings.Contains(cols, ",\n\tcurrency      TEXT    NOT NULL\n)") {
+		t.Fatalf("unexpected movements DDL %q", ddl)
+	}
+	return strings.Replace(cols, ",\n\tcurrency      TEXT    NOT NULL\n)", "\n)", 1)
+}
+
 func TestRebuildRepairsEveryTable(t *testing.T) {
 	s := testStore(t)
 	h := newHistory()
