@@ -118,6 +118,9 @@ type Manager struct {
 	stopped  bool
 	// wake tells an idle worker that the queue is not empty.
 	wake chan struct{}
+	// scanned is closed once Run has scanned the accounts, so that a caller (a test with
+	// two live managers) can tell start-up adoption apart from what follows.
+	scanned chan struct{}
 }
 
 // NewManager returns a manager that pays top-ups through gw and records the outcomes
@@ -128,6 +131,7 @@ func NewManager(w *writer.Writer, store events.Store, gw Gateway, log *zap.Logge
 		writer: w, store: store, gateway: gw, log: log, opts: opts.withDefaults(),
 		accounts: make(map[string]*work),
 		wake:     make(chan struct{}, 1),
+		scanned:  make(chan struct{}),
 	}
 	w.OnAppend(m.onAppend)
 	return m
@@ -145,6 +149,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	m.Stats.Position.Store(head)
 	adopted := m.scan()
+	close(m.scanned)
 	m.log.Info("top-up manager started", zap.Uint64("position", head), zap.Int("pending_adopted", adopted))
 	var wg sync.WaitGroup
 	for range m.opts.WorkersMax {

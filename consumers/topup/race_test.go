@@ -42,6 +42,18 @@ func TestAtMostOnePendingTopUpUnderRacingWriters(t *testing.T) {
 	opts.AutoTopUpDailyMax = 1000
 	mA := startManager(t, wA, store, gw.webhook(t, WebhookOptions{}), opts)
 	mB := startManager(t, wB, store, gw.webhook(t, WebhookOptions{}), opts)
+	// Both managers live before any usage: a manager's start-up scan adopts every pending
+	// top-up (it assumes the restart of the process that was paying it), so a manager
+	// still starting while the other pays would call the gateway for the same top-up
+	// too. That is the documented cost of a start beside a live process, not this test's
+	// subject.
+	for _, r := range []*running{mA, mB} {
+		select {
+		case <-r.m.scanned:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a manager did not start")
+		}
+	}
 
 	chargeConcurrently(t, []*writer.Writer{wA, wB}, ids, usagesPerAccount, usageAmount, chargers)
 
