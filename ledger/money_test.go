@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -67,6 +68,28 @@ func TestValidID(t *testing.T) {
 		if got := ValidID(tt.give); got != tt.want {
 			t.Errorf("ValidID(%q) = %v, want %v", tt.give, got, tt.want)
 		}
+	}
+}
+
+// ValidID was a regexp; the loop that replaced it must agree with it on every byte, in
+// every position, at the length limits, and on multi-byte characters.
+func TestValidIDMatchesItsRegexp(t *testing.T) {
+	pattern := regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+	check := func(s string) {
+		if got, want := ValidID(s), pattern.MatchString(s); got != want {
+			t.Errorf("ValidID(%q) = %v, the regexp says %v", s, got, want)
+		}
+	}
+	for b := 0; b < 256; b++ {
+		c := string([]byte{byte(b)})
+		check(c)
+		check("a" + c)
+		check(c + "a")
+		check(strings.Repeat("a", 63) + c)
+		check(strings.Repeat("a", 64) + c)
+	}
+	for _, s := range []string{"", "é", "aé", "ａ", "K", "a\x00b", "a\n", strings.Repeat("z", 64), strings.Repeat("z", 65), strings.Repeat("é", 32)} {
+		check(s)
 	}
 }
 

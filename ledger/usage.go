@@ -120,16 +120,11 @@ func (f *usageFields) validate() (Usage, error) {
 	}
 	accountID := f.v[usageFieldAccountID]
 	c := events.UsageCharged{UsageID: f.v[usageFieldUsageID], UsageType: f.v[usageFieldType], Reason: f.v[usageFieldReason]}
-	// validIDFast spares the regexp of ValidID on the hot path; CheckID words the rejection.
-	if !validIDFast(c.UsageID) {
-		if err := CheckID("usage_id", c.UsageID); err != nil {
-			return Usage{}, err
-		}
+	if err := CheckID("usage_id", c.UsageID); err != nil {
+		return Usage{}, err
 	}
-	if !validIDFast(accountID) {
-		if err := CheckID("account_id", accountID); err != nil {
-			return Usage{}, err
-		}
+	if err := CheckID("account_id", accountID); err != nil {
+		return Usage{}, err
 	}
 	var err error
 	if c.Cause, err = CauseOf(c.UsageType, c.Reason); err != nil {
@@ -164,21 +159,6 @@ func (f *usageFields) validate() (Usage, error) {
 	}
 	c.ContentHash = contentHash(accountID, &c, f.v[usageFieldAmount])
 	return Usage{AccountID: accountID, Charge: c}, nil
-}
-
-// validIDFast is ValidID without the regexp: 1..IDLengthMax bytes of [A-Za-z0-9._:-].
-func validIDFast(s string) bool {
-	if len(s) == 0 || len(s) > IDLengthMax {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == ':', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // CauseOf maps a usage type (and, for calls, the reason) to the movement cause.
