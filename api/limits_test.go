@@ -42,6 +42,8 @@ func TestLimits(t *testing.T) {
 		{"body over 64 KiB", "PUT", "/v1/accounts/big", `{"currency":"USD"` + strings.Repeat(" ", bodyBytesMax) + `}`, 400, "payload_too_large"},
 		{"body just under 64 KiB", "PUT", "/v1/accounts/fits", `{"currency":"USD"` + strings.Repeat(" ", bodyBytesMax-100) + `}`, 201, ""},
 		{"usage event over 16 KiB", "POST", "/v1/usage", usage("u-big", "acme", `,"destination":"`+strings.Repeat("9", ledger.UsagePayloadMax)+`"`), 400, "invalid_usage"},
+		{"usage event with a stray brace after it", "POST", "/v1/usage", usage("u-brace", "acme", "") + "}", 400, "invalid_usage"},
+		{"usage event with whitespace after it", "POST", "/v1/usage", usage("u-space", "acme", "") + " \n", 202, ""},
 		{"usage batch of 1001", "POST", "/v1/usage", batch(usageBatchEventsMax + 1), 400, "invalid_batch"},
 		{"usage batch of 1000", "POST", "/v1/usage", batch(usageBatchEventsMax), 202, ""},
 		{"empty usage batch", "POST", "/v1/usage", `[]`, 400, "invalid_batch"},

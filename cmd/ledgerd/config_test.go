@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"runtime/debug"
 	"testing"
 	"time"
 )
@@ -45,5 +46,21 @@ func TestConfigDefaults(t *testing.T) {
 		cfg.PaymentGateway != "sandbox" || cfg.TopUpMaxAttempts != 3 || cfg.TopUpRetryBase != time.Minute || cfg.AutoTopUpDailyMax != 10 ||
 		cfg.GCPercent != gcPercentDefault {
 		t.Fatalf("defaults %+v", cfg)
+	}
+}
+
+// TestGCPercentYieldsToGOGC: --gc-percent applies only when the environment sets no GOGC.
+func TestGCPercentYieldsToGOGC(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	t.Setenv("GOGC", "150")
+	debug.SetGCPercent(150) // what the runtime did with GOGC=150 at start
+	setGCPercent(400)
+	if got := debug.SetGCPercent(150); got != 150 {
+		t.Fatalf("with GOGC set, the collector target became %d, want GOGC's 150", got)
+	}
+	os.Unsetenv("GOGC") // t.Setenv restores it after the test
+	setGCPercent(400)
+	if got := debug.SetGCPercent(100); got != 400 {
+		t.Fatalf("without GOGC, the collector target is %d, want --gc-percent's 400", got)
 	}
 }
