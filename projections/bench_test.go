@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -91,6 +92,51 @@ func BenchmarkApply(b *testing.B) {
 	// Events per CPU-second of this process: steadier than wall time when other work shares
 	// the machine.
 	b.ReportMetric(float64(applied)/cpu.Seconds(), "events/cpu-s")
+}
+
+// benchHistory is how many events BenchmarkApplyBatchSizes applies before it measures: the
+// cost of a batch grows with the movements index it inserts into.
+var benchHistory = flag.Int("bench-history", 300_000, "events BenchmarkApplyBatchSizes applies before measuring")
+
+// BenchmarkApplyBatchSizes applies mixed events over 10,000 accounts in batches of several
+// sizes, on read models that already hold -bench-history events: each op is 10,000 events,
+// so every size applies the same events per op. It is what chose the Projector's
+// BatchSizeMax (see ProjectorOptions). The sizes run from small to large, so the larger
+// ones meet a slightly larger history.
+func BenchmarkApplyBatchSizes(b *testing.B) {
+	db := openTest(b)
+	h := newHistory()
+	rng := rand.New(rand.NewPCG(7, 8))
+	accounts := openAccounts(b, db, h, benchAccounts)
+	ctx := context.Background()
+	const historyBatch, opEvents = 5000, 10_000
+	for n := 0; n < *benchHistory; n += historyBatch {
+		if err := db.Apply(ctx, mixedEvents(h, rng, accounts, historyBatch)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, size := range []int{1000, 4000, 10_000} {
+		b.Run(fmt.Sprintf("batch_%d", size), func(b *testing.B) {
+			var applied int
+			var elapsed, cpu time.Duration
+			for b.Loop() {
+				for done := 0; done < opEvents; done += size {
+					b.StopTimer()
+					evs := mixedEvents(h, rng, accounts, size)
+					b.StartTimer()
+					start, startCPU := time.Now(), cpuTime()
+					if err := db.Apply(ctx, evs); err != nil {
+						b.Fatal(err)
+					}
+					elapsed += time.Since(start)
+					cpu += cpuTime() - startCPU
+					applied += len(evs)
+				}
+			}
+			b.ReportMetric(float64(applied)/elapsed.Seconds(), "events/s")
+			b.ReportMetric(float64(applied)/cpu.Seconds(), "events/cpu-s")
+		})
+	}
 }
 
 // BenchmarkUsageSummary summarises an account of 100,000 usages over 100 days, interleaved

@@ -13,9 +13,13 @@ import (
 
 // Defaults of ProjectorOptions.
 const (
-	batchSizeMaxDefault  = 1000
+	batchSizeMaxDefault  = 10_000
 	flushDelayDefault    = 2 * time.Millisecond
+	busyLingerMaxDefault = 250 * time.Millisecond
 	retryDelayMaxDefault = 5 * time.Second
+	// busyBatchMin is how many events make a batch busy (see BusyLingerMax): a burst, not
+	// a lone write, whose batch may wait a little longer for the events that follow it.
+	busyBatchMin = 256
 	// retryDelayBase is the first pause after a failed batch; it doubles up to RetryDelayMax.
 	retryDelayBase = 100 * time.Millisecond
 	// shutdownFlushTimeout bounds applying the events gathered when Run is told to stop.
@@ -24,12 +28,22 @@ const (
 
 // ProjectorOptions tune a Projector. Zero fields take their defaults.
 type ProjectorOptions struct {
-	// BatchSizeMax is the most events applied in one transaction. Default 1000: large
-	// enough to amortise the commit, small enough to keep the write lock short.
+	// BatchSizeMax is the most events applied in one transaction. Default 10,000: a
+	// transaction writes each account row and movements index page it touches once, so
+	// larger batches cost less per event (BenchmarkApplyBatchSizes: 1.4-1.7x fewer CPU
+	// seconds per event at 10,000 than at 1,000 over 10,000 accounts), and the write lock
+	// is still held for well under a second.
 	BatchSizeMax int
 	// FlushDelay is how long the Projector waits for another event before applying a batch
-	// that is not full. Default 2ms: a burst fills batches, a lone event waits no longer.
+	// that is not full and not busy. Default 2ms: a lone event waits no longer.
 	FlushDelay time.Duration
+	// BusyLingerMax is how long a busy batch (busyBatchMin events or more) keeps gathering,
+	// from its first event, while it is not full. Under load the ledger appends in rounds,
+	// with quiet gaps longer than FlushDelay between them, so without it every batch would
+	// be one round of about a thousand events. Default 250ms: the read models trail a busy
+	// store by at most that plus one batch's write. A WaitFor (read-your-writes after an
+	// HTTP command, /readyz) cuts the lingering short.
+	BusyLingerMax time.Duration
 	// RetryDelayMax caps the pause between attempts after a failure (the store or the
 	// database). Default 5s.
 	RetryDelayMax time.Duration
@@ -41,6 +55,9 @@ func (o ProjectorOptions) withDefaults() ProjectorOptions {
 	}
 	if o.FlushDelay <= 0 {
 		o.FlushDelay = flushDelayDefault
+	}
+	if o.BusyLingerMax <= 0 {
+		o.BusyLingerMax = busyLingerMaxDefault
 	}
 	if o.RetryDelayMax <= 0 {
 		o.RetryDelayMax = retryDelayMaxDefault
@@ -62,6 +79,8 @@ type Projector struct {
 	applied uint64
 	// advanced is closed (and replaced) whenever applied moves, to wake WaitFor.
 	advanced chan struct{}
+	// hurry tells a lingering batch that someone waits for it (see BusyLingerMax).
+	hurry chan struct{}
 }
 
 // NewProjector returns a Projector that feeds db from store. A nil logger logs nothing.
@@ -69,7 +88,8 @@ func NewProjector(db *DB, store events.Store, logger *zap.Logger, opts Projector
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	return &Projector{db: db, store: store, log: logger, opts: opts.withDefaults(), advanced: make(chan struct{})}
+	return &Projector{db: db, store: store, log: logger, opts: opts.withDefaults(),
+		advanced: make(chan struct{}), hurry: make(chan struct{}, 1)}
 }
 
 // Run projects until ctx ends, then returns nil. A failure (store unreachable, database
@@ -154,8 +174,9 @@ func (p *Projector) follow(ctx context.Context) (progressed bool, err error) {
 }
 
 // gather collects up to BatchSizeMax events: it waits for a first one, then takes whatever
-// follows until the feed stays quiet for FlushDelay. It returns what it has with an error
-// when the subscription ends or ctx is done.
+// follows until the feed stays quiet for FlushDelay or, once the batch is busy, until it is
+// BusyLingerMax old or someone waits for the read models. It returns what it has with an
+// error when the subscription ends or ctx is done.
 func (p *Projector) gather(ctx context.Context, feed <-chan events.Envelope, sub *subscription, batch []events.Envelope) ([]events.Envelope, error) {
 	select {
 	case e := <-feed:
@@ -165,10 +186,11 @@ func (p *Projector) gather(ctx context.Context, feed <-chan events.Envelope, sub
 	case <-ctx.Done():
 		return batch, ctx.Err()
 	}
-	var quiet *time.Timer
+	first := time.Now()
+	var timer *time.Timer
 	defer func() {
-		if quiet != nil {
-			quiet.Stop()
+		if timer != nil {
+			timer.Stop()
 		}
 	}()
 	for len(batch) < p.opts.BatchSizeMax {
@@ -178,15 +200,23 @@ func (p *Projector) gather(ctx context.Context, feed <-chan events.Envelope, sub
 			continue
 		default:
 		}
-		if quiet == nil {
-			quiet = time.NewTimer(p.opts.FlushDelay)
+		wait := p.opts.FlushDelay
+		if len(batch) >= busyBatchMin {
+			if wait = p.opts.BusyLingerMax - time.Since(first); wait <= 0 {
+				return batch, nil
+			}
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
 		} else {
-			quiet.Reset(p.opts.FlushDelay)
+			timer.Reset(wait)
 		}
 		select {
 		case e := <-feed:
 			batch = append(batch, e)
-		case <-quiet.C:
+		case <-timer.C:
+			return batch, nil
+		case <-p.hurry:
 			return batch, nil
 		case <-sub.ended:
 			return batch, sub.failure()
@@ -235,7 +265,8 @@ func (p *Projector) Position() uint64 {
 
 // WaitFor returns once the read models have applied every event up to position, or with
 // ctx's error. /readyz uses it with the store's Head and a 5 s timeout; tests use it to wait
-// for the events they appended (events.Envelope.Position after Append).
+// for the events they appended (events.Envelope.Position after Append). While it waits, a
+// busy batch stops lingering (see BusyLingerMax).
 func (p *Projector) WaitFor(ctx context.Context, position uint64) error {
 	for {
 		p.mu.Lock()
@@ -243,6 +274,10 @@ func (p *Projector) WaitFor(ctx context.Context, position uint64) error {
 		p.mu.Unlock()
 		if applied >= position {
 			return nil
+		}
+		select {
+		case p.hurry <- struct{}{}:
+		default: // a hurry is already pending
 		}
 		select {
 		case <-advanced:
