@@ -109,14 +109,29 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return fmt.Errorf("consume %s: %w", UsageStream, err)
 	}
 	defer cc.Stop()
+	// A batch is settled (its acks sent, the last one confirmed by the server) while the
+	// next one is charged: the confirmation waits for the server to handle the whole
+	// batch's acks, and charging meanwhile keeps the loop from idling through that round
+	// trip. Batches are still charged one after the other, so each account's usages are
+	// charged in USAGE order, and settled one after the other, so acks reach the server in
+	// order too.
+	settled := make(chan struct{})
+	close(settled) // nothing to wait for before the first batch
 	for {
 		batch, ok := c.collect(ctx, inbox)
 		if !ok {
+			<-settled
 			return nil
 		}
 		// The batch is finished even when shutdown begins meanwhile: its appends may be
 		// durable already, and its acks are what keep a restart from redoing work.
-		c.Process(context.WithoutCancel(ctx), batch)
+		done := c.charge(context.WithoutCancel(ctx), batch)
+		<-settled
+		settled = make(chan struct{})
+		go func(ch chan struct{}) {
+			defer close(ch)
+			c.settleAll(context.WithoutCancel(ctx), done)
+		}(settled)
 	}
 }
 
@@ -153,6 +168,19 @@ func toMessage(m jetstream.Msg) Message {
 // Process handles one batch: charge what can be charged, record what cannot, and hand
 // back what failed for a passing reason.
 func (c *Consumer) Process(ctx context.Context, batch []Message) {
+	c.settleAll(ctx, c.charge(ctx, batch))
+}
+
+// chargedBatch is a batch whose outcomes are durable (charged, or recorded as rejections
+// unless rejectErr) and that waits to be settled.
+type chargedBatch struct {
+	batch     []Message
+	outcomes  []error
+	rejectErr error
+}
+
+// charge charges what can be charged and records what cannot.
+func (c *Consumer) charge(ctx context.Context, batch []Message) chargedBatch {
 	usages := make([]ledger.Usage, 0, len(batch))
 	owners := make([]int, 0, len(batch))
 	outcomes := make([]error, len(batch))
@@ -178,14 +206,20 @@ func (c *Consumer) Process(ctx context.Context, batch []Message) {
 				zap.Uint64("seq", r.Seq), zap.String("reason", r.Reason))
 		}
 	}
+	return chargedBatch{batch: batch, outcomes: outcomes, rejectErr: rejectErr}
+}
+
+// settleAll acknowledges the messages of a charged batch whose outcome is durable and
+// hands back the others.
+func (c *Consumer) settleAll(ctx context.Context, b chargedBatch) {
 	lastAck := -1
-	for i := range batch {
-		if acknowledged(outcomes[i], rejectErr) {
+	for i := range b.batch {
+		if acknowledged(b.outcomes[i], b.rejectErr) {
 			lastAck = i
 		}
 	}
-	for i, m := range batch {
-		c.settle(ctx, m, outcomes[i], rejectErr, i == lastAck)
+	for i, m := range b.batch {
+		c.settle(ctx, m, b.outcomes[i], b.rejectErr, i == lastAck)
 	}
 }
 
