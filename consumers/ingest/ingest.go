@@ -70,14 +70,14 @@ func New(js jetstream.JetStream, w *writer.Writer, db *intake.DB, log *zap.Logge
 	return &Consumer{js: js, writer: w, intake: db, log: log, opts: opts.withDefaults()}
 }
 
-// Message is one delivery from USAGE: what Process needs of a jetstream.Msg.
+// Message is one delivery from USAGE: what charge and settle need of a jetstream.Msg.
 type Message struct {
 	Subject    string
 	Data       []byte
 	Seq        uint64 // USAGE stream sequence
 	ReceivedAt time.Time
-	// Outcome acknowledges (nil), hands back for redelivery (transient error) or is
-	// called after a rejection is durably recorded (nil).
+	// ack acknowledges without waiting: after a charge, or after a rejection is durably
+	// recorded; nak hands the message back for redelivery (a passing failure).
 	ack func() error
 	// ackConfirmed acknowledges and waits for the server to confirm it.
 	ackConfirmed func(ctx context.Context) error
@@ -165,12 +165,6 @@ func toMessage(m jetstream.Msg) Message {
 	return msg
 }
 
-// Process handles one batch: charge what can be charged, record what cannot, and hand
-// back what failed for a passing reason.
-func (c *Consumer) Process(ctx context.Context, batch []Message) {
-	c.settleAll(ctx, c.charge(ctx, batch))
-}
-
 // chargedBatch is a batch whose outcomes are durable (charged, or recorded as rejections
 // unless rejectErr) and that waits to be settled.
 type chargedBatch struct {
@@ -179,7 +173,8 @@ type chargedBatch struct {
 	rejectErr error
 }
 
-// charge charges what can be charged and records what cannot.
+// charge charges what can be charged and records what cannot; settleAll then acknowledges
+// the batch and hands back what failed for a passing reason.
 func (c *Consumer) charge(ctx context.Context, batch []Message) chargedBatch {
 	usages := make([]ledger.Usage, 0, len(batch))
 	owners := make([]int, 0, len(batch))
