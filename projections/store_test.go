@@ -329,15 +329,7 @@ func TestRebuildNewFile(t *testing.T) {
 	s := testStore(t)
 	h := newHistory()
 	appendAll(t, s, workload(h, []string{"a", "b"}, 500))
-	path := filepath.Join(t.TempDir(), "readmodels.db")
-	if err := Rebuild(context.Background(), s, path, nil); err != nil {
-		t.Fatal(err)
-	}
-	db, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := rebuildNew(t, s)
 	assertMatchesStore(t, db, s)
 	head, err := s.Head(context.Background())
 	if cp, _ := db.Checkpoint(context.Background()); err != nil || cp != head {
@@ -435,15 +427,7 @@ func TestRebuildManyTransactions(t *testing.T) {
 	s := testStore(t)
 	h := newHistory()
 	appendAll(t, s, workload(h, []string{"a", "b", "c", "d"}, 700))
-	path := filepath.Join(t.TempDir(), "readmodels.db")
-	if err := Rebuild(context.Background(), s, path, nil); err != nil {
-		t.Fatal(err)
-	}
-	db, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := rebuildNew(t, s)
 	assertMatchesStore(t, db, s)
 	built := filepath.Join(t.TempDir(), "built.db")
 	if err := build(context.Background(), s, built, 0, func(uint64) {}); err != nil {
@@ -481,4 +465,19 @@ func TestProjectorOutlivesStoreFailure(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after cancel while the store was failing")
 	}
+}
+
+// rebuildNew rebuilds the read models of s into a new file and opens it.
+func rebuildNew(t *testing.T, s events.Store) *DB {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "readmodels.db")
+	if err := Rebuild(context.Background(), s, path, nil); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }

@@ -289,20 +289,7 @@ func TestClusterLeaderLoss(t *testing.T) {
 			t.Fatalf("open account: %d %s", r.Status, r.Body)
 		}
 	}
-	expected := make([]decimal.Decimal, accounts)
-	var plan []publishJob
-	rng := rand.New(rand.NewPCG(3, 4))
-	for u := range usagesPerAccount {
-		for a := range accounts {
-			amount := decimal.New(rng.Int64N(100000), -4)
-			expected[a] = expected[a].Add(amount)
-			job := publishJob{account: fmt.Sprintf("acct-%d", a), body: usageJSON(fmt.Sprintf("acct-%d", a), fmt.Sprintf("u-%d", u), amount.StringFixed(4))}
-			plan = append(plan, job)
-			if rng.IntN(10) == 0 {
-				plan = append(plan, job)
-			}
-		}
-	}
+	plan, expected := usagePlan(rand.New(rand.NewPCG(3, 4)), accounts, usagesPerAccount, 10)
 
 	var progress atomic.Int64
 	pub := &pacedPublisher{url: cl.urls(), jobs: plan, progress: &progress, pause: time.Millisecond}
@@ -477,20 +464,7 @@ func TestTwoWritersNeverChargeTwice(t *testing.T) {
 	cfgB.NATSURL = ns.ClientURL()
 	b := startLedgerOn(t, cfgB)
 
-	expected := make([]decimal.Decimal, accounts)
-	var plan []publishJob
-	rng := rand.New(rand.NewPCG(5, 6))
-	for u := range usagesPerAccount {
-		for i := range accounts {
-			amount := decimal.New(rng.Int64N(100000), -4)
-			expected[i] = expected[i].Add(amount)
-			job := publishJob{account: fmt.Sprintf("acct-%d", i), body: usageJSON(fmt.Sprintf("acct-%d", i), fmt.Sprintf("u-%d", u), amount.StringFixed(4))}
-			plan = append(plan, job)
-			if rng.IntN(5) == 0 {
-				plan = append(plan, job)
-			}
-		}
-	}
+	plan, expected := usagePlan(rand.New(rand.NewPCG(5, 6)), accounts, usagesPerAccount, 5)
 	var progress atomic.Int64
 	(&pacedPublisher{url: ns.ClientURL(), jobs: plan, progress: &progress}).run(t)
 	for _, l := range []*clusterLedger{a, b} {
@@ -533,4 +507,25 @@ func metricValue(t *testing.T, base, name string) float64 {
 	}
 	t.Fatalf("no %s in /metrics", name)
 	return 0
+}
+
+// usagePlan is usagesPerAccount usages of random 4-decimal amounts for each of the accounts
+// acct-0 ... acct-N, round-robin, about one in resendOneIn published twice (as the platform
+// resends), with each account's expected total charge.
+func usagePlan(rng *rand.Rand, accounts, usagesPerAccount, resendOneIn int) ([]publishJob, []decimal.Decimal) {
+	expected := make([]decimal.Decimal, accounts)
+	var plan []publishJob
+	for u := range usagesPerAccount {
+		for a := range accounts {
+			amount := decimal.New(rng.Int64N(100000), -4)
+			expected[a] = expected[a].Add(amount)
+			account := fmt.Sprintf("acct-%d", a)
+			job := publishJob{account: account, body: usageJSON(account, fmt.Sprintf("u-%d", u), amount.StringFixed(4))}
+			plan = append(plan, job)
+			if rng.IntN(resendOneIn) == 0 {
+				plan = append(plan, job)
+			}
+		}
+	}
+	return plan, expected
 }
