@@ -35,6 +35,11 @@ type ingestResult struct {
 	ChargedRate float64  `json:"charged_events_per_s"`
 	RawCPU      cpuUsage `json:"raw_cpu"`
 	CPU         cpuUsage `json:"cpu"`
+	// The engine floor (see floor.go): the same usages through the JetStream work of the
+	// ledger's design alone; zero when the floor phase did not run.
+	FloorRate  float64  `json:"floor_events_per_s,omitempty"`
+	FloorRatio float64  `json:"floor_ratio,omitempty"`
+	FloorCPU   cpuUsage `json:"floor_cpu"`
 }
 
 // rawStream is where the raw side publishes: USAGE's configuration under another name.

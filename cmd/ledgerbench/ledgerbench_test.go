@@ -10,8 +10,8 @@ import (
 
 // TestLedgerbenchQuick runs every phase with tiny sizes, so the tool cannot rot: the
 // wiring still starts, every usage is charged and projected exactly (the ingest phase
-// fails otherwise), the rebuild matches the live read models, authorize answers, and the
-// report prints every figure.
+// fails otherwise), the engine floor relays every usage, both rebuilds match the sums,
+// authorize answers, and the report prints every figure.
 func TestLedgerbenchQuick(t *testing.T) {
 	cfg, err := parseConfig([]string{"-quick", "-dir", t.TempDir(), "-json"}, &bytes.Buffer{})
 	if err != nil {
@@ -30,16 +30,16 @@ func TestLedgerbenchQuick(t *testing.T) {
 	}
 	r := res.Runs[0]
 	switch {
-	case r.Ingest == nil || r.Ingest.Events != cfg.Usages || r.Ingest.Rate <= 0 || r.Ingest.RawRate <= 0:
+	case r.Ingest == nil || r.Ingest.Events != cfg.Usages || r.Ingest.Rate <= 0 || r.Ingest.RawRate <= 0 || r.Ingest.FloorRate <= 0:
 		t.Errorf("ingest: %+v", r.Ingest)
-	case r.Rebuild == nil || r.Rebuild.Events != cfg.Accounts+cfg.Usages || r.Rebuild.Rate <= 0 || r.Rebuild.RawRate <= 0:
+	case r.Rebuild == nil || r.Rebuild.Events != cfg.Accounts+cfg.Usages || r.Rebuild.Rate <= 0 || r.Rebuild.RawRate <= 0 || r.Rebuild.MemoryRate <= 0:
 		t.Errorf("rebuild: %+v", r.Rebuild)
 	case r.Authorize == nil || r.Authorize.P50 <= 0 || r.Authorize.RawP99 <= 0:
 		t.Errorf("authorize: %+v", r.Authorize)
 	case res.Memory == nil || res.Memory.Accounts != cfg.MemoryAccounts || res.Memory.WriterHeapPerAccount <= 0:
 		t.Errorf("memory: %+v", res.Memory)
 	}
-	for _, want := range []string{"ingest", "rebuild", "auth p50", "auth p99", "memory", "B/account"} {
+	for _, want := range []string{"ingest", "floor", "rebuild", "from mem", "auth p50", "auth p99", "memory", "B/account"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q", want)
 		}

@@ -68,7 +68,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.AuthClients, "auth-clients", 4, "concurrent authorization callers, one connection each")
 	fs.IntVar(&c.MemoryAccounts, "memory-accounts", 1_000_000, "accounts for the memory phase")
 	fs.IntVar(&c.Runs, "runs", 1, "runs of ingest, rebuild and authorize, each on a fresh server; figures are medians")
-	fs.StringVar(&c.Phases, "phases", "ingest,rebuild,authorize,memory", "phases to run (rebuild needs ingest)")
+	fs.StringVar(&c.Phases, "phases", "ingest,floor,rebuild,authorize,memory", "phases to run (rebuild and floor need ingest)")
 	fs.IntVar(&c.PendingMax, "publish-pending", 4000, "unacknowledged async publishes the publisher keeps in flight (raw and ledger alike)")
 	fs.StringVar(&c.ProfileDir, "profile", "", "write CPU profiles of each phase (ledger side) and a heap profile after the memory load into this directory")
 	fs.BoolVar(&c.Quick, "quick", false, "tiny sizes for a smoke run of a few seconds (CI)")
@@ -228,6 +228,18 @@ func benchRun(ctx context.Context, cfg config, dir string, w *workload, log *zap
 			return r, fmt.Errorf("ingest: %w", err)
 		}
 		in.RawRate, in.Ratio, in.RawCPU = raw, in.Rate/raw, rawCPU
+		if cfg.phase("floor") {
+			stopProfile, err := startCPUProfile(cfg.ProfileDir, "floor")
+			if err != nil {
+				return r, err
+			}
+			in.FloorRate, in.FloorCPU, err = measureEngineFloor(ctx, sys, w, cfg.PendingMax, progressOut)
+			stopProfile()
+			if err != nil {
+				return r, fmt.Errorf("engine floor: %w", err)
+			}
+			in.FloorRatio = in.FloorRate / raw
+		}
 		r.Ingest = &in
 	}
 	if cfg.phase("rebuild") && r.Ingest != nil {
@@ -252,6 +264,10 @@ func benchRun(ctx context.Context, cfg config, dir string, w *workload, log *zap
 			return r, fmt.Errorf("rebuild: %w", err)
 		}
 		rb.Ratio = rb.Rate / rb.RawRate
+		if rb.MemoryRate, rb.MemoryCPU, err = measureRebuildFromMemory(ctx, sys, w, total); err != nil {
+			return r, fmt.Errorf("rebuild from memory: %w", err)
+		}
+		rb.MemoryRatio = rb.MemoryRate / rb.RawRate
 		r.Rebuild = &rb
 	}
 	if cfg.phase("authorize") {
@@ -354,6 +370,22 @@ func report(out io.Writer, cfg config, res *results) {
 			}
 			return r.Ingest.CPU, r.Ingest.RawCPU, float64(r.Ingest.Events), float64(r.Ingest.Events), true
 		})
+		if res.Runs[0].Ingest.FloorRate > 0 {
+			floor := func(r runResult) bool { return r.Ingest != nil && r.Ingest.FloorRate > 0 }
+			line("floor",
+				func(r runResult) (float64, bool) { return r.Ingest.FloorRate, floor(r) },
+				func(r runResult) (float64, bool) { return r.Ingest.RawRate, floor(r) },
+				func(r runResult) (float64, bool) { return r.Ingest.FloorRatio, floor(r) },
+				"ev/s", "(ingest's ceiling)", "%.2f")
+			fmt.Fprintf(out, "%-10s the design's JetStream work per usage with none of the ledger's code (see floor.go); ingest / floor %.2f\n", "",
+				median(res.Runs, func(r runResult) (float64, bool) { return r.Ingest.Rate / r.Ingest.FloorRate, floor(r) }))
+			cpuLine(out, res.Runs, func(r runResult) (cpuUsage, cpuUsage, float64, float64, bool) {
+				if !floor(r) {
+					return cpuUsage{}, cpuUsage{}, 0, 0, false
+				}
+				return r.Ingest.FloorCPU, r.Ingest.RawCPU, float64(r.Ingest.Events), float64(r.Ingest.Events), true
+			})
+		}
 	}
 	if res.Runs != nil && res.Runs[0].Rebuild != nil {
 		line("rebuild",
@@ -368,6 +400,18 @@ func report(out io.Writer, cfg config, res *results) {
 			return r.Rebuild.CPU, r.Rebuild.RawCPU, float64(r.Rebuild.Events), float64(r.Rebuild.Events), true
 		})
 		fmt.Fprintf(out, "%-10s store ReadAll alone (decode, no writes): %s ev/s\n", "", thousands(median(res.Runs, func(r runResult) (float64, bool) { return r.Rebuild.ReadRate, r.Rebuild != nil })))
+		line("from mem",
+			func(r runResult) (float64, bool) { return r.Rebuild.MemoryRate, r.Rebuild != nil },
+			func(r runResult) (float64, bool) { return r.Rebuild.RawRate, r.Rebuild != nil },
+			func(r runResult) (float64, bool) { return r.Rebuild.MemoryRatio, r.Rebuild != nil },
+			"ev/s", "(rebuild's ceiling)", "%.2f")
+		fmt.Fprintf(out, "%-10s Rebuild from the events already decoded in memory: the read models' writes alone\n", "")
+		cpuLine(out, res.Runs, func(r runResult) (cpuUsage, cpuUsage, float64, float64, bool) {
+			if r.Rebuild == nil {
+				return cpuUsage{}, cpuUsage{}, 0, 0, false
+			}
+			return r.Rebuild.MemoryCPU, r.Rebuild.RawCPU, float64(r.Rebuild.Events), float64(r.Rebuild.Events), true
+		})
 	}
 	if res.Runs != nil && res.Runs[0].Authorize != nil {
 		a := func(r runResult) bool { return r.Authorize != nil }
