@@ -108,7 +108,34 @@ func measureEngineFloor(ctx context.Context, sys *system, w *workload, pendingMa
 	}
 	elapsed := time.Since(start)
 	cpu = meter.stop()
+	p.stop()
+	// Not timed: the floor must have done all of its work, the acks (and so the work
+	// queue's deletes) included, or it would be cheaper than what it bounds.
+	if err := waitDrained(ctx, sys.js, floorUsageStream); err != nil {
+		return 0, cpu, err
+	}
 	return rate(len(w.bodies), elapsed), cpu, nil
+}
+
+// floorDrainWaitMax bounds the wait for the last acks to empty the floor's work queue.
+const floorDrainWaitMax = 10 * time.Second
+
+// waitDrained waits until the work-queue stream holds no message: every one was acked.
+func waitDrained(ctx context.Context, js natsjs.JetStream, stream string) error {
+	deadline := time.Now().Add(floorDrainWaitMax)
+	for {
+		s, err := js.Stream(ctx, stream)
+		if err != nil {
+			return err
+		}
+		if s.CachedInfo().State.Msgs == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s still holds %d messages %s after the last was read: acks are missing", stream, s.CachedInfo().State.Msgs, floorDrainWaitMax)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // createFloorStreams creates the floor's two streams with USAGE's and LEDGER's
