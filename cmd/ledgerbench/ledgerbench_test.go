@@ -32,14 +32,14 @@ func TestLedgerbenchQuick(t *testing.T) {
 	switch {
 	case r.Ingest == nil || r.Ingest.Events != cfg.Usages || r.Ingest.Rate <= 0 || r.Ingest.RawRate <= 0 || r.Ingest.FloorRate <= 0:
 		t.Errorf("ingest: %+v", r.Ingest)
-	case r.Rebuild == nil || r.Rebuild.Events != cfg.Accounts+cfg.Usages || r.Rebuild.Rate <= 0 || r.Rebuild.RawRate <= 0 || r.Rebuild.MemoryRate <= 0:
+	case r.Rebuild == nil || r.Rebuild.Events != cfg.Accounts+cfg.Usages || r.Rebuild.Rate <= 0 || r.Rebuild.RawRate <= 0 || r.Rebuild.MemoryRate <= 0 || r.Rebuild.RestartSeconds <= 0:
 		t.Errorf("rebuild: %+v", r.Rebuild)
 	case r.Authorize == nil || r.Authorize.P50 <= 0 || r.Authorize.RawP99 <= 0:
 		t.Errorf("authorize: %+v", r.Authorize)
 	case res.Memory == nil || res.Memory.Accounts != cfg.MemoryAccounts || res.Memory.WriterHeapPerAccount <= 0:
 		t.Errorf("memory: %+v", res.Memory)
 	}
-	for _, want := range []string{"ingest", "floor", "rebuild", "from mem", "auth p50", "auth p99", "memory", "B/account"} {
+	for _, want := range []string{"ingest", "floor", "rebuild", "from mem", "restart", "auth p50", "auth p99", "memory", "B/account"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q", want)
 		}

@@ -268,6 +268,9 @@ func benchRun(ctx context.Context, cfg config, dir string, w *workload, log *zap
 			return r, fmt.Errorf("rebuild from memory: %w", err)
 		}
 		rb.MemoryRatio = rb.MemoryRate / rb.RawRate
+		if rb.RestartSeconds, err = measureRestartLoad(ctx, sys, w); err != nil {
+			return r, fmt.Errorf("restart load: %w", err)
+		}
 		r.Rebuild = &rb
 	}
 	if cfg.phase("authorize") {
@@ -412,6 +415,10 @@ func report(out io.Writer, cfg config, res *results) {
 			}
 			return r.Rebuild.MemoryCPU, r.Rebuild.RawCPU, float64(r.Rebuild.Events), float64(r.Rebuild.Events), true
 		})
+		restart := median(res.Runs, func(r runResult) (float64, bool) { return r.Rebuild.RestartSeconds, r.Rebuild != nil })
+		events := float64(res.Runs[0].Rebuild.Events)
+		fmt.Fprintf(out, "%-10s %.2f s to Load %s events (%s ev/s)\n", "restart", restart, thousands(events), thousands(events/restart))
+		fmt.Fprintf(out, "%-10s a new writer's Load over the whole store (accounts, usage filter, re-index since the last start): what ledgerd reads before it takes intake\n", "")
 	}
 	if res.Runs != nil && res.Runs[0].Authorize != nil {
 		a := func(r runResult) bool { return r.Authorize != nil }

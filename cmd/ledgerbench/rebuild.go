@@ -11,7 +11,9 @@ import (
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
+	"github.com/telephony/creditledger/consumers/writer"
 	"github.com/telephony/creditledger/events"
 	"github.com/telephony/creditledger/events/jetstream"
 	"github.com/telephony/creditledger/projections"
@@ -31,8 +33,11 @@ type rebuildResult struct {
 	MemoryRate  float64  `json:"from_memory_events_per_s"`
 	MemoryRatio float64  `json:"from_memory_ratio"`
 	MemoryCPU   cpuUsage `json:"from_memory_cpu"`
-	RawCPU      cpuUsage `json:"raw_cpu"`
-	CPU         cpuUsage `json:"cpu"`
+	// RestartSeconds is a new writer's Load over the whole store: what a restart of
+	// ledgerd reads before it takes intake.
+	RestartSeconds float64  `json:"restart_load_seconds"`
+	RawCPU         cpuUsage `json:"raw_cpu"`
+	CPU            cpuUsage `json:"cpu"`
 }
 
 // readPullMax is the pull size of the raw read: the store's ReadBatchSize default.
@@ -217,3 +222,22 @@ func (s *memoryStore) Head(context.Context) (uint64, error) {
 }
 
 func (s *memoryStore) Close() error { return nil }
+
+// measureRestartLoad times what a restart of ledgerd reads before it takes intake: a new
+// writer's Load over the whole store, on the live usage index (whose checkpoint, as after
+// a real restart, is where the previous start left it). The loaded writer must hold every
+// account at its final version.
+func measureRestartLoad(ctx context.Context, sys *system, w *workload) (float64, error) {
+	restarted := writer.New(sys.store, sys.intake, zap.NewNop(), writer.Options{})
+	start := time.Now()
+	if err := restarted.Load(ctx); err != nil {
+		return 0, err
+	}
+	elapsed := time.Since(start)
+	for _, a := range w.accounts {
+		if v, ok := restarted.View(a); !ok || v.Version != w.version[a] || !v.Balance.Equal(w.balance[a]) {
+			return 0, fmt.Errorf("after Load, %s is %+v, want version %d balance %s", a, v, w.version[a], w.balance[a])
+		}
+	}
+	return elapsed.Seconds(), nil
+}
