@@ -268,7 +268,13 @@ func benchRun(ctx context.Context, cfg config, dir string, w *workload, log *zap
 			return r, fmt.Errorf("rebuild from memory: %w", err)
 		}
 		rb.MemoryRatio = rb.MemoryRate / rb.RawRate
-		if rb.RestartSeconds, err = measureRestartLoad(ctx, sys, w); err != nil {
+		stopProfile, err = startCPUProfile(cfg.ProfileDir, "restart")
+		if err != nil {
+			return r, err
+		}
+		rb.RestartSeconds, err = measureRestartLoad(ctx, sys, w)
+		stopProfile()
+		if err != nil {
 			return r, fmt.Errorf("restart load: %w", err)
 		}
 		r.Rebuild = &rb
