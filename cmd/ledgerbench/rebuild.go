@@ -134,8 +134,8 @@ func measureRebuild(ctx context.Context, sys *system, w *workload, total uint64,
 // and decoded into memory: the read models' share of a rebuild alone, with reading free.
 // Rebuild can never beat it, so its ratio to the raw read is the rebuild ratio's ceiling
 // with these read models. Like the rebuild it bounds, it rebuilds a file that already
-// holds every row (an untimed first Rebuild fills it), so that the swap replaces as many
-// rows as there.
+// holds every row (an untimed first Rebuild fills it), so that its swap replaces as many
+// rows as the live rebuild's does.
 func measureRebuildFromMemory(ctx context.Context, sys *system, w *workload, total uint64) (float64, cpuUsage, error) {
 	var cpu cpuUsage
 	mem := &memoryStore{}
@@ -181,8 +181,15 @@ type memoryStore struct{ evs []events.Envelope }
 
 var _ events.Store = (*memoryStore)(nil)
 
-func (s *memoryStore) Append(context.Context, []events.Envelope) []error {
-	panic("memoryStore is read-only")
+// errReadOnly is what appending to a memoryStore returns.
+var errReadOnly = errors.New("ledgerbench: the in-memory store is read-only")
+
+func (s *memoryStore) Append(_ context.Context, evs []events.Envelope) []error {
+	errs := make([]error, len(evs))
+	for i := range errs {
+		errs[i] = errReadOnly
+	}
+	return errs
 }
 
 func (s *memoryStore) ReadStream(_ context.Context, accountID string, afterVersion uint64) ([]events.Envelope, error) {
@@ -229,9 +236,10 @@ func (s *memoryStore) Head(context.Context) (uint64, error) {
 func (s *memoryStore) Close() error { return nil }
 
 // measureRestartLoad times what a restart of ledgerd reads before it takes intake: a new
-// writer's Load over the whole store, on the live usage index (whose checkpoint, as after
-// a real restart, is where the previous start left it). The loaded writer must hold every
-// account at its final version.
+// writer's Load over the whole store, on the live writer's usage index (whose checkpoint,
+// as after a real restart, is where the previous start left it; Load re-indexes what lies
+// after it, which changes nothing for the live writer). The loaded writer must hold every
+// account at its final version and balance.
 func measureRestartLoad(ctx context.Context, sys *system, w *workload) (float64, error) {
 	restarted := writer.New(sys.store, sys.intake, zap.NewNop(), writer.Options{})
 	start := time.Now()
