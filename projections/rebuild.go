@@ -294,6 +294,15 @@ func (db *DB) swapIn(ctx context.Context, store events.Store, fresh string) (uin
 // without decoding a row or looking anything up, where the column-by-column copy decoded
 // every row, re-encoded it and sorted through the index. Otherwise the columns are named,
 // so that a different column order cannot shift values.
+//
+// Both are INSERT OR FAIL, as the movement inserts are (see stmtInsertMovement). With the
+// default ABORT, SQLite keeps a statement journal to undo the copy alone, and the copy
+// writes into the pages the DELETE before it freed, so the journal held the old content
+// of every one of them (in memory: temp_store=MEMORY): at 1,000,000 movements, two
+// interleaved pairs, the rebuild ran at 82,102 and 81,807 ev/s (19.7 and 19.6 µs of CPU
+// per event) with it and 95,573 and 98,712 (16.8 and 16.4 µs) without. Nothing needs the
+// copy undone alone: swapIn rolls back the whole transaction on any error, and the
+// emptied table cannot hold a row the copy would collide with.
 func copyStatement(ctx context.Context, tx *sql.Tx, table, columns, order string) (string, error) {
 	var live, fresh sql.NullString
 	const q = "SELECT sql FROM %s.sqlite_schema WHERE type = 'table' AND name = ?"
@@ -304,9 +313,9 @@ func copyStatement(ctx context.Context, tx *sql.Tx, table, columns, order string
 		return "", err
 	}
 	if live.Valid && live == fresh {
-		return fmt.Sprintf("INSERT INTO main.%s SELECT * FROM fresh.%s", table, table), nil
+		return fmt.Sprintf("INSERT OR FAIL INTO main.%s SELECT * FROM fresh.%s", table, table), nil
 	}
-	return fmt.Sprintf("INSERT INTO main.%s (%s) SELECT %s FROM fresh.%s ORDER BY %s", table, columns, columns, table, order), nil
+	return fmt.Sprintf("INSERT OR FAIL INTO main.%s (%s) SELECT %s FROM fresh.%s ORDER BY %s", table, columns, columns, table, order), nil
 }
 
 // removeDB deletes a database file with its WAL and shared-memory files.
