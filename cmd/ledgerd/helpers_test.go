@@ -13,8 +13,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/shopspring/decimal"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/telephony/creditledger/consumers/ingest"
 )
 
 // ledger is a running ledgerd for a test: the real wiring of run(), in this process.
@@ -174,6 +177,35 @@ func (l *ledger) publishUsage(account, body string) {
 	}
 	if _, err := js.Publish("usage."+account, []byte(body)); err != nil {
 		l.t.Fatalf("publish usage: %v", err)
+	}
+}
+
+// publishInterleaved publishes usages u-0 ... u-(perAccount-1) of 0.01 to each of the
+// accounts account(0) ... account(accounts-1), round-robin and at full speed (async, every
+// publish in flight at once), and waits until USAGE has acknowledged them all: many
+// ingest batches, each holding usages of every account.
+func (l *ledger) publishInterleaved(accounts, perAccount int) {
+	l.t.Helper()
+	js, err := natsjs.New(l.nc, natsjs.WithPublishAsyncMaxPending(accounts*perAccount))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	acks := make([]natsjs.PubAckFuture, 0, accounts*perAccount)
+	for u := range perAccount {
+		for a := range accounts {
+			f, err := js.PublishAsync(ingest.UsageSubjectPrefix+account(a), []byte(usageJSON(account(a), fmt.Sprintf("u-%d", u), "0.01")))
+			if err != nil {
+				l.t.Fatal(err)
+			}
+			acks = append(acks, f)
+		}
+	}
+	for _, f := range acks {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			l.t.Fatal(err)
+		}
 	}
 }
 

@@ -4,10 +4,6 @@ import (
 	"fmt"
 	"net/url"
 	"testing"
-
-	natsjs "github.com/nats-io/nats.go/jetstream"
-
-	"github.com/telephony/creditledger/consumers/ingest"
 )
 
 // TestUsageIsChargedInPublishOrder publishes thousands of usages per account, in order
@@ -20,27 +16,7 @@ func TestUsageIsChargedInPublishOrder(t *testing.T) {
 	for a := range accounts {
 		l.openAccount(account(a))
 	}
-	js, err := natsjs.New(l.nc, natsjs.WithPublishAsyncMaxPending(accounts*perAccount))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var acks []natsjs.PubAckFuture
-	for u := range perAccount {
-		for a := range accounts {
-			f, err := js.PublishAsync(ingest.UsageSubjectPrefix+account(a), []byte(usageJSON(account(a), fmt.Sprintf("u-%d", u), "0.01")))
-			if err != nil {
-				t.Fatal(err)
-			}
-			acks = append(acks, f)
-		}
-	}
-	for _, f := range acks {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			t.Fatal(err)
-		}
-	}
+	l.publishInterleaved(accounts, perAccount)
 	for a := range accounts {
 		l.waitBalance(account(a), fmt.Sprintf("-%d.%02d", perAccount/100, perAccount%100))
 		refs := l.movementReferences(account(a))

@@ -1001,26 +1001,10 @@ func TestGracefulStopFinishesBatches(t *testing.T) {
 	for a := range accounts {
 		l.openAccount(account(a))
 	}
-	js, err := natsjs.New(l.nc, natsjs.WithPublishAsyncMaxPending(2*accounts*perAccount))
+	l.publishInterleaved(accounts, perAccount)
+	js, err := natsjs.New(l.nc)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var acks []natsjs.PubAckFuture
-	for u := range perAccount {
-		for a := range accounts {
-			f, err := js.PublishAsync(ingest.UsageSubjectPrefix+account(a), []byte(usageJSON(account(a), fmt.Sprintf("u-%d", u), "0.01")))
-			if err != nil {
-				t.Fatal(err)
-			}
-			acks = append(acks, f)
-		}
-	}
-	for _, f := range acks {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			t.Fatal(err)
-		}
 	}
 	// Stop as soon as charging is under way.
 	eventually(t, 10*time.Second, func() string {
