@@ -337,8 +337,6 @@ func TestRebuildNewFile(t *testing.T) {
 	}
 }
 
-// TestRebuildRepairsEveryTable damages rows of every table (changed, removed, added) and
-// checks that a rebuild leaves exactly the rows of the store, as Verify sees them.
 // TestRebuildIntoOtherColumnOrder rebuilds into a live file whose movements table declares
 // its columns in another order than the fresh file's: the swap must then copy by column
 // name, not with the SELECT * of the transfer optimisation, which would shift values.
@@ -378,6 +376,8 @@ func movementsColumnsDDL(t *testing.T, db *DB) string {
 	return strings.Replace(cols, ",\n\tcurrency      TEXT    NOT NULL\n)", "\n)", 1)
 }
 
+// TestRebuildRepairsEveryTable damages rows of every table (changed, removed, added) and
+// checks that a rebuild leaves exactly the rows of the store, as Verify sees them.
 func TestRebuildRepairsEveryTable(t *testing.T) {
 	s := testStore(t)
 	h := newHistory()
