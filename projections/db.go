@@ -43,8 +43,8 @@ const schemaVersion = 1
 // WAL writes (pwrite time, 4 KiB pages) nearly tripled, while the index's narrow entries
 // share pages. The rebuild loses too (BenchmarkRebuild/new_file 59,900 against 68,300,
 // sorting each build transaction's movements and no index to create at the end).
-// accounts and top_ups are small, WITHOUT ROWID on their keys. No other index: each one costs every insert (see
-// UsageSummary for occurred_at).
+// accounts and top_ups are small, WITHOUT ROWID on their keys. No other index: each one
+// costs every insert (see UsageSummary for occurred_at).
 //
 // schema is schemaTables followed by schemaIndexes: a rebuild creates the tables, bulk-loads
 // them and only then the index (see build).

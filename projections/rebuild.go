@@ -289,7 +289,7 @@ func (db *DB) swapIn(ctx context.Context, store events.Store, fresh string) (uin
 // copyStatement is the statement that copies table from the attached fresh file into the
 // emptied live one. When both files define the table with the same text (always, unless
 // the live file was created by another version of the schema) it is
-// "INSERT INTO main.t SELECT * FROM fresh.t": SQLite's transfer optimisation then copies
+// "INSERT OR FAIL INTO main.t SELECT * FROM fresh.t": SQLite's transfer optimisation copies
 // the stored records of the table and of each index as they are, in their own order,
 // without decoding a row or looking anything up, where the column-by-column copy decoded
 // every row, re-encoded it and sorted through the index. Otherwise the columns are named,
